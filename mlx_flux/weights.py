@@ -1,0 +1,173 @@
+"""Reading safetensors checkpoints lazily and loading them into MLX modules.
+
+Every model loader goes through here, so the user sees the same clear one-line
+message for a missing file, a truncated download or a checkpoint whose tensors do not
+fit the model, whatever component it is.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
+
+
+class WeightError(ValueError):
+    """A checkpoint is missing, corrupt or does not match the model (user-facing)."""
+
+
+_ST_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "U32", "U16", "U64", "BOOL"}
+
+
+def read_header(path: Path) -> dict[str, dict]:
+    """Return the tensor table of a safetensors file (name -> {dtype, shape, data_offsets}).
+
+    Checks that the file is complete: a download cut short is the commonest corruption,
+    and `mx.load` would only notice it when the tensor is first evaluated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightError(f"missing weight file: {path}")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise WeightError(f"corrupt weight file (too short): {path}")
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8 or n > 100_000_000:
+                raise WeightError(f"corrupt weight file (bad header): {path}")
+            header = json.loads(f.read(n))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightError(f"corrupt weight file (unreadable header): {path}") from e
+    header.pop("__metadata__", None)
+    end = 0
+    for name, info in header.items():
+        if not isinstance(info, dict) or info.get("dtype") not in _ST_DTYPES:
+            raise WeightError(f"corrupt weight file (bad entry {name!r}): {path}")
+        end = max(end, info["data_offsets"][1])
+    if 8 + n + end != size:
+        raise WeightError(
+            f"corrupt or incomplete weight file ({size} bytes, expected {8 + n + end}): {path}"
+        )
+    return header
+
+
+def shard_files(folder: Path, stem: str | None = None) -> list[Path]:
+    """The safetensors files of one component folder, following an index file if present.
+
+    Handles `model.safetensors`, `diffusion_pytorch_model.safetensors` and their sharded
+    `*-0000k-of-0000n.safetensors` forms with `*.safetensors.index.json`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightError(f"missing model folder: {folder}")
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if stem is not None:
+        indexes = [p for p in indexes if p.name.startswith(stem)]
+    if indexes:
+        try:
+            weight_map = json.loads(indexes[0].read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise WeightError(f"corrupt index file: {indexes[0]}") from e
+        files = sorted({folder / name for name in weight_map.values()})
+        for f in files:
+            if not f.is_file():
+                raise WeightError(f"missing weight file: {f} (listed in {indexes[0].name})")
+        return files
+    files = sorted(p for p in folder.glob("*.safetensors") if stem is None or p.name.startswith(stem))
+    if not files:
+        raise WeightError(f"no .safetensors weights in {folder}")
+    return files
+
+
+def load_safetensors(paths: Iterable[Path] | Path) -> dict[str, mx.array]:
+    """Lazily map the tensors of one or more safetensors files (nothing is read yet)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    weights: dict[str, mx.array] = {}
+    for path in paths:
+        read_header(path)
+        try:
+            weights.update(mx.load(str(path)))
+        except Exception as e:  # mlx raises RuntimeError/ValueError with C++ text
+            raise WeightError(f"corrupt weight file ({e}): {path}") from e
+    return weights
+
+
+def load_config(folder: Path, name: str = "config.json") -> dict:
+    path = Path(folder) / name
+    if not path.is_file():
+        raise WeightError(f"missing {name} in {folder}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise WeightError(f"corrupt {name} in {folder}: {e}") from e
+
+
+def config_dtype(config: Mapping) -> str | None:
+    """The dtype a transformers/diffusers config declares (`dtype` in 5.x, `torch_dtype` in 4.x)."""
+    return config.get("dtype") or config.get("torch_dtype")
+
+
+def apply_weights(
+    model: nn.Module,
+    weights: Mapping[str, mx.array],
+    component: str,
+    dtype: mx.Dtype | None = None,
+    keep_float32: Iterable[str] = (),
+) -> None:
+    """Put `weights` into `model`, strictly, cast once to `dtype`.
+
+    Every missing, unexpected or misshapen tensor is named in the error, so a wrong or
+    partial checkpoint is caught at load time instead of producing a wrong image.
+    Parameters whose name contains one of `keep_float32` stay in float32.
+    """
+    expected = dict(tree_flatten(model.parameters()))
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {_names(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_names(unexpected)}")
+        raise WeightError(f"{component} checkpoint does not match the model: " + "; ".join(parts))
+    loaded = []
+    for name, value in weights.items():
+        want = expected[name]
+        if tuple(value.shape) != tuple(want.shape):
+            raise WeightError(
+                f"{component} checkpoint: tensor {name} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(want.shape)}"
+            )
+        target = dtype if dtype is not None else want.dtype
+        if any(k in name for k in keep_float32) or not mx.issubdtype(value.dtype, mx.floating):
+            target = mx.float32 if mx.issubdtype(value.dtype, mx.floating) else value.dtype
+        loaded.append((name, value.astype(target) if value.dtype != target else value))
+    model.update(tree_unflatten(loaded))
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def parse_dtype(name: str | mx.Dtype | None) -> mx.Dtype | None:
+    if name is None or isinstance(name, mx.Dtype):
+        return name
+    table = {"float32": mx.float32, "fp32": mx.float32, "bfloat16": mx.bfloat16, "bf16": mx.bfloat16,
+             "float16": mx.float16, "fp16": mx.float16}
+    if name not in table:
+        raise ValueError(f"unknown dtype {name!r}: use float32 or bfloat16")
+    return table[name]
+
+
+def default_dtype() -> mx.Dtype:
+    """bfloat16 where a GPU runs MLX (Metal or CUDA); float32 on the CPU, its fast dtype."""
+    return mx.bfloat16 if mx.default_device() == mx.gpu else mx.float32
