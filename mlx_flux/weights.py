@@ -16,8 +16,10 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from .errors import FluxError
 
-class WeightError(ValueError):
+
+class WeightError(FluxError, ValueError):
     """A checkpoint is missing, corrupt or does not match the model (user-facing)."""
 
 
