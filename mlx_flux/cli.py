@@ -1,0 +1,250 @@
+"""The `mlx-flux` command line: generate, info, download, quantize.
+
+Every user error ends in one line on stderr and a non-zero exit status, never a traceback,
+and never a partial output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlx-flux", description="FLUX.1 text-to-image on MLX.")
+    parser.add_argument("--version", action="version", version=f"mlx-flux {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="make images from a prompt")
+    g.add_argument("--model", "-m", required=True,
+                   help="model folder, BFL single .safetensors file, or hub repo id (schnell, dev)")
+    g.add_argument("--base", help="with a single file: folder or repo id with text encoders and VAE")
+    g.add_argument("--prompt", "-p", required=True)
+    g.add_argument("--width", type=int, default=1024)
+    g.add_argument("--height", type=int, default=1024)
+    g.add_argument("--steps", type=int, help="denoising steps (default: schnell 4, dev 28)")
+    g.add_argument("--guidance", type=float, help="guidance scale for dev models (default 3.5)")
+    seeds = g.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="random seed (default: random)")
+    seeds.add_argument("--seeds", help="comma-separated seeds, one image each, e.g. 1,2,3")
+    seeds.add_argument("--count", type=int, help="number of images from consecutive random seeds")
+    g.add_argument("--quantize", "-q", type=int, choices=[4, 8], help="quantize transformer and T5")
+    g.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on GPU, float32 on CPU")
+    g.add_argument("--low-memory", action="store_true", help="free the text encoders after encoding")
+    g.add_argument("--output", "-o", default="flux-{seed}.png", help="output PNG; may contain {seed}")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    g.add_argument("--split-model", action="store_true",
+                   help="under mlx.launch: split the transformer's blocks across ranks")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+
+    i = sub.add_parser("info", help="print the generation parameters stored in an image")
+    i.add_argument("image")
+
+    d = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
+    d.add_argument("model", help="hub repo id, or schnell / dev")
+
+    q = sub.add_parser("quantize", help="write a quantized copy of a model")
+    q.add_argument("model")
+    q.add_argument("--bits", type=int, choices=[4, 8], required=True)
+    q.add_argument("--output", required=True, help="folder to create")
+    q.add_argument("--base", help="with a single file: folder or repo id with text encoders and VAE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"generate": cmd_generate, "info": cmd_info, "download": cmd_download,
+                "quantize": cmd_quantize}[args.command](args)
+    except KeyboardInterrupt:
+        print("mlx-flux: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into a message
+        from .errors import FluxError
+
+        if isinstance(e, (FluxError, UsageError, OSError, ValueError)):
+            print(f"mlx-flux: error: {_one_line(e)}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.strerror or e}: {e.filename}"
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+# --- generate ----------------------------------------------------------------------------
+
+def _seed_list(args) -> list[int]:
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UsageError(f"--seeds must be comma-separated integers, not {args.seeds!r}") from None
+        if not seeds:
+            raise UsageError("--seeds is empty")
+        return seeds
+    if args.count is not None:
+        if args.count < 1:
+            raise UsageError("--count must be at least 1")
+        start = secrets.randbelow(2**32 - args.count)
+        return list(range(start, start + args.count))
+    return [args.seed if args.seed is not None else secrets.randbelow(2**32)]
+
+
+def _output_paths(template: str, seeds: list[int], overwrite: bool) -> list[Path]:
+    if len(seeds) > 1 and "{seed}" not in template:
+        raise UsageError("with several seeds, --output must contain {seed}")
+    try:
+        paths = [Path(template.format(seed=s)).expanduser() for s in seeds]
+    except (KeyError, IndexError, ValueError):
+        raise UsageError(f"--output may only contain the placeholder {{seed}}: {template!r}") from None
+    for p in paths:
+        if p.suffix.lower() != ".png":
+            raise UsageError(f"output must be a .png file: {p}")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise UsageError(f"output folder does not exist: {parent}")
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"output folder is not writable: {parent}")
+        if p.exists() and not overwrite:
+            raise UsageError(f"{p} exists; pass --overwrite to replace it")
+    return paths
+
+
+def _check_size(width: int, height: int) -> None:
+    for name, v in (("width", width), ("height", height)):
+        if v < 16 or v % 16:
+            raise UsageError(f"--{name} must be a positive multiple of 16, not {v}")
+
+
+def cmd_generate(args) -> int:
+    _check_size(args.width, args.height)
+    if args.steps is not None and args.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    seeds = _seed_list(args)
+    paths = _output_paths(args.output, seeds, args.overwrite)
+
+    if args.split_model or _distributed_world() > 1:
+        from .distributed import run_generate_distributed
+
+        return run_generate_distributed(args, seeds, paths)
+
+    from .metadata import save_png
+    from .pipeline import FluxPipeline
+
+    status = _Status(args.quiet)
+    t0 = time.perf_counter()
+    pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
+                                        progress=status.loading, low_memory=args.low_memory)
+    status.done_loading(time.perf_counter() - t0)
+    options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
+                   callback=status.step)
+    if len(seeds) == 1:
+        results = [pipe.generate(args.prompt, seed=seeds[0], **options)]
+    else:
+        results = pipe.generate_batch(args.prompt, seeds=seeds, **options)
+    if results[0].prompt_truncated:
+        print("mlx-flux: warning: the prompt is longer than the text encoders read; the end was cut off",
+              file=sys.stderr)
+    for result, path in zip(results, paths):
+        save_png(result.image, path, result.metadata)
+        print(path)
+    return 0
+
+
+def _distributed_world() -> int:
+    # mlx.launch sets these for every rank; without them we are a single process.
+    for var in ("MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if os.environ.get(var):
+            try:
+                return int(os.environ[var])
+            except ValueError:
+                pass
+    return 1
+
+
+class _Status:
+    """Progress on stderr: loading messages and a step bar (silent when not a terminal is fine)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self._last = ""
+
+    def _write(self, text: str, end: str = "\r") -> None:
+        if self.quiet:
+            return
+        pad = max(0, len(self._last) - len(text))
+        sys.stderr.write(text + " " * pad + end)
+        sys.stderr.flush()
+        self._last = "" if end == "\n" else text
+
+    def loading(self, message: str, fraction: float | None) -> None:
+        pct = f" {fraction * 100:5.1f}%" if fraction is not None and fraction < 1 else ""
+        self._write(f"{message}{pct}")
+
+    def done_loading(self, seconds: float) -> None:
+        self._write(f"Model loaded in {seconds:.1f}s", end="\n")
+
+    def step(self, event) -> None:
+        width = 24
+        filled = round(width * event.step / event.total)
+        rate = event.elapsed / event.step
+        left = rate * (event.total - event.step)
+        self._write(f"step {event.step}/{event.total} [{'#' * filled}{'.' * (width - filled)}] "
+                    f"{event.elapsed:.1f}s, {rate:.2f}s/step, {left:.0f}s left",
+                    end="\n" if event.step == event.total else "\r")
+
+
+# --- info / download / quantize -----------------------------------------------------------
+
+def cmd_info(args) -> int:
+    from .metadata import format_metadata, read_metadata
+
+    path = Path(args.image)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    meta = read_metadata(path)
+    if meta is None:
+        raise UsageError(f"{path} holds no generation parameters (or is not an image)")
+    print(format_metadata(meta))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from . import hub
+
+    repo = hub.ALIASES.get(args.model, args.model)
+    if not hub.is_repo_id(repo):
+        raise UsageError(f"not a hub repo id (owner/name): {args.model}")
+    print(hub.download(repo))
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from .quantized_io import quantize_to_folder
+
+    out = quantize_to_folder(args.model, args.bits, Path(args.output), base=args.base)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Generation parameters stored inside PNG files, and read back.
+
+Two text chunks: `parameters` in the widely read "prompt / Steps: N, Sampler: ..., Seed: N,
+Size: WxH, Model: ..." form so image hosts and viewers show it, and `mlx-flux`, a JSON
+object of our own for exact restore. Neither ever holds a local path or a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from PIL import Image, PngImagePlugin
+
+JSON_KEY = "mlx-flux"
+TEXT_KEY = "parameters"
+FIELDS = ("prompt", "seed", "steps", "guidance", "width", "height", "model", "version")
+
+
+def parameters_text(meta: Mapping[str, Any]) -> str:
+    """The A1111-style `parameters` text: the prompt, then one line of comma-separated fields."""
+    fields = [f"Steps: {meta.get('steps')}", "Sampler: Euler (flow matching)", f"Seed: {meta.get('seed')}",
+              f"Size: {meta.get('width')}x{meta.get('height')}", f"Model: {meta.get('model')}"]
+    if meta.get("guidance") is not None:
+        fields.append(f"Guidance: {meta['guidance']}")
+    fields.append(f"Version: mlx-flux {meta.get('version')}")
+    return f"{meta.get('prompt', '')}\n" + ", ".join(fields)
+
+
+def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str, Any]) -> Path:
+    """Write `image` as a PNG carrying `metadata`, atomically.
+
+    The file appears complete or not at all: a full disk or a crash mid-write leaves the
+    destination (and any earlier file there) untouched.
+    """
+    path = Path(path)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(TEXT_KEY, parameters_text(metadata))
+    info.add_text(JSON_KEY, json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG", pnginfo=info)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The generation parameters stored in an image, or None if it has none we understand."""
+    try:
+        with Image.open(path) as im:
+            text = dict(getattr(im, "text", {}) or im.info)
+    except (OSError, ValueError):
+        return None
+    if JSON_KEY in text:
+        try:
+            meta = json.loads(text[JSON_KEY])
+            if isinstance(meta, dict):
+                return meta
+        except json.JSONDecodeError:
+            pass
+    if TEXT_KEY in text:
+        return parse_parameters(str(text[TEXT_KEY]))
+    return None
+
+
+def parse_parameters(text: str) -> dict[str, Any] | None:
+    """Parse the `parameters` form (ours or another tool's) into our field names."""
+    prompt, sep, last = text.rpartition("\n")
+    if not sep or "Steps:" not in last:
+        return None
+    fields = dict(re.findall(r"\s*([\w ]+):\s*([^,]*)", last))
+    meta: dict[str, Any] = {"prompt": prompt}
+    for key, name, cast in (("Steps", "steps", int), ("Seed", "seed", int), ("Guidance", "guidance", float),
+                            ("Model", "model", str)):
+        if key in fields:
+            try:
+                meta[name] = cast(fields[key].strip())
+            except ValueError:
+                pass
+    if "Size" in fields and re.fullmatch(r"\s*\d+x\d+\s*", fields["Size"]):
+        w, h = fields["Size"].strip().split("x")
+        meta["width"], meta["height"] = int(w), int(h)
+    if "Version" in fields:
+        meta["version"] = fields["Version"].strip().removeprefix("mlx-flux ").strip()
+    return meta
+
+
+def format_metadata(meta: Mapping[str, Any]) -> str:
+    """Human-readable lines for `mlx-flux info`."""
+    keys = [k for k in FIELDS if k in meta] + sorted(k for k in meta if k not in FIELDS)
+    width = max(len(k) for k in keys) if keys else 0
+    return "\n".join(f"{k.ljust(width)}  {meta[k]}" for k in keys)
