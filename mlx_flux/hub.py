@@ -20,10 +20,11 @@ KNOWN_MODELS = ["black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-de
 ALIASES = {"schnell": KNOWN_MODELS[0], "dev": KNOWN_MODELS[1]}
 OFFICIAL = {"schnell": KNOWN_MODELS[0], "dev": KNOWN_MODELS[1]}
 
-COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+WEIGHTED = ("transformer", "vae", "text_encoder", "text_encoder_2")
+COMPONENTS = (*WEIGHTED, "tokenizer", "tokenizer_2")
 # Everything the engine reads from a diffusers-layout repo, and nothing else.
 FULL_PATTERNS = ["model_index.json", "scheduler/*.json", *(f"{c}/*.json" for c in COMPONENTS),
-                 *(f"{c}/*.safetensors" for c in COMPONENTS), "tokenizer/*.txt", "tokenizer_2/*.model"]
+                 *(f"{c}/*.safetensors" for c in WEIGHTED), "tokenizer/*.txt", "tokenizer_2/*.model"]
 # What a single-file transformer still needs from its base repo (its transformer config is tiny).
 BASE_PATTERNS = [p for p in FULL_PATTERNS if not p.startswith("transformer/") or p.endswith(".json")]
 
