@@ -1,0 +1,98 @@
+"""Preferences that persist between launches, in an ini file inside the data dir.
+
+Keeping them beside the history (instead of the platform registry/plist) means a test or a
+second profile with its own --data-dir is fully isolated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+MAX_RECENT_MODELS = 8
+
+
+class Settings:
+    def __init__(self, path: Path) -> None:
+        self._qs = QSettings(str(path), QSettings.Format.IniFormat)
+
+    def sync(self) -> None:
+        self._qs.sync()
+
+    # QSettings' ini backend returns strings for everything; convert on the way out.
+    def _get(self, key: str, default: Any, kind: type) -> Any:
+        value = self._qs.value(key, None)
+        if value is None or value == "":
+            return default
+        try:
+            if kind is bool:
+                return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            return kind(value)
+        except (TypeError, ValueError):
+            return default
+
+    def _set(self, key: str, value: Any) -> None:
+        self._qs.setValue(key, value)
+
+    # -- model ----------------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return self._get("model/last", "", str)
+
+    @model.setter
+    def model(self, value: str) -> None:
+        self._set("model/last", value)
+        recent = [value] + [m for m in self.recent_models if m != value]
+        self._set("model/recent", recent[:MAX_RECENT_MODELS])
+
+    @property
+    def recent_models(self) -> list[str]:
+        value = self._qs.value("model/recent", [])
+        if isinstance(value, str):  # a one-element list comes back as a plain string
+            value = [value]
+        return [str(v) for v in value or [] if v]
+
+    @property
+    def quantize(self) -> int | None:
+        bits = self._get("model/quantize", 0, int)
+        return bits if bits in (4, 8) else None
+
+    @quantize.setter
+    def quantize(self, bits: int | None) -> None:
+        self._set("model/quantize", bits or 0)
+
+    # -- generation -----------------------------------------------------------------------
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._get("generate/width", 1024, int), self._get("generate/height", 1024, int)
+
+    @size.setter
+    def size(self, value: tuple[int, int]) -> None:
+        self._set("generate/width", int(value[0]))
+        self._set("generate/height", int(value[1]))
+
+    @property
+    def image_count(self) -> int:
+        return self._get("generate/count", 1, int)
+
+    @image_count.setter
+    def image_count(self, value: int) -> None:
+        self._set("generate/count", int(value))
+
+    # -- window ---------------------------------------------------------------------------
+    def window_state(self, key: str) -> QByteArray | None:
+        value = self._qs.value(f"window/{key}")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def set_window_state(self, key: str, value: QByteArray) -> None:
+        self._set(f"window/{key}", value)
+
+    @property
+    def export_dir(self) -> str:
+        return self._get("export/dir", "", str)
+
+    @export_dir.setter
+    def export_dir(self, value: str) -> None:
+        self._set("export/dir", value)

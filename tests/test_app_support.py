@@ -1,0 +1,99 @@
+"""Helpers shared by the app tests (no tests here): a scriptable stand-in pipeline for failure
+cases the real tiny model cannot produce on demand, and a window fixture factory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+TIMEOUT = 60_000  # ms: generous, a slow 2-core CI runner must never flake
+
+
+@dataclass
+class FakeEvent:
+    step: int
+    total: int
+    elapsed: float
+    _image: Image.Image
+
+    def preview(self) -> Image.Image:
+        return self._image
+
+
+@dataclass
+class FakeResult:
+    image: Image.Image
+    seed: int
+    metadata: dict[str, Any]
+    latents: Any = None
+
+
+@dataclass
+class FakePipeline:
+    """Behaves like FluxPipeline for the worker: steps with callbacks, previews, results."""
+
+    variant: str = "schnell"
+    model_name: str = "fake-schnell"
+    fail_with: BaseException | None = None  # raised from generate() after the first step
+    step_delay: float = 0.0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def default_steps(self) -> int:
+        return 4 if self.variant == "schnell" else 28
+
+    @property
+    def default_guidance(self) -> float | None:
+        return None if self.variant == "schnell" else 3.5
+
+    def generate(self, prompt, width=1024, height=1024, steps=None, guidance=None, seed=None,
+                 latents=None, callback=None):
+        steps = steps or self.default_steps
+        seed = 1234 if seed is None else seed
+        self.calls.append(dict(prompt=prompt, width=width, height=height, steps=steps, guidance=guidance, seed=seed))
+        start = time.monotonic()
+        colour = (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)
+        for step in range(1, steps + 1):
+            time.sleep(self.step_delay)
+            if callback is not None:
+                callback(FakeEvent(step, steps, time.monotonic() - start, Image.new("RGB", (8, 8), colour)))
+            if self.fail_with is not None:
+                raise self.fail_with
+        metadata = dict(prompt=prompt, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
+                        model=self.model_name, version="test")
+        return FakeResult(Image.new("RGB", (width, height), colour), seed, metadata)
+
+
+def fake_loader(pipe: FakePipeline | Callable[[], Any], loads: list | None = None):
+    """A replacement for app.worker.load_pipeline returning `pipe` (or raising what it raises)."""
+
+    def load(choice, progress):
+        if loads is not None:
+            loads.append(choice)
+        progress("Loading fake", 0.5)
+        return pipe() if callable(pipe) and not isinstance(pipe, FakePipeline) else pipe
+
+    return load
+
+
+def open_window(qtbot, data_dir: Path, model: Path | str | None = None, extra: list[str] | None = None):
+    """create_app on a throw-away data dir, shown and registered for cleanup."""
+    from app.main import create_app
+
+    argv = ["mlx-flux-app", "--data-dir", str(data_dir)]
+    if model is not None:
+        argv += ["--model", str(model)]
+    app, window = create_app(argv + (extra or []))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return app, window
+
+
+def wait_ready(qtbot, window) -> None:
+    """Until the model is loaded (or failed) and nothing is queued."""
+    qtbot.waitUntil(lambda: window.queue.loading is None and not window.queue.is_busy(), timeout=TIMEOUT)

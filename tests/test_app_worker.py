@@ -1,0 +1,179 @@
+"""The worker and its queue, driven with a stand-in pipeline so every path (cancel, failures,
+model reuse) is exercised deterministically."""
+
+from __future__ import annotations
+
+import errno
+import threading
+
+import pytest
+from PySide6.QtCore import Qt
+from PIL import Image
+
+import app.worker as worker_module
+from app.jobs import JobQueue
+from app.params import GenerationParams
+from app.worker import ModelChoice
+from test_app_support import TIMEOUT, FakePipeline, fake_loader
+
+
+@pytest.fixture
+def queue(qtbot, tmp_path):
+    q = JobQueue(tmp_path / "images")
+    yield q
+    q.shutdown()
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    pipe = FakePipeline()
+    loads: list = []
+    monkeypatch.setattr(worker_module, "load_pipeline", fake_loader(pipe, loads))
+    saved: list = []
+
+    def save(image, path, metadata):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        saved.append(path)
+
+    monkeypatch.setattr(worker_module, "save_image", save)
+    pipe.loads, pipe.saved = loads, saved
+    return pipe
+
+
+def params(**kw) -> GenerationParams:
+    base = dict(prompt="a red fox", model="fake", width=64, height=48, steps=3, seed=7)
+    base.update(kw)
+    return GenerationParams(**base)
+
+
+def test_job_reports_progress_previews_and_result(qtbot, queue, fake, tmp_path):
+    steps, previews = [], []
+    queue.progress.connect(lambda s, t, e: steps.append((s, t)))
+    queue.preview.connect(previews.append)
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT) as blocker:
+        queue.submit([params()])
+    result = blocker.args[0]
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert len(previews) == 3 and previews[0].width() == 8
+    assert (result.image.width(), result.image.height()) == (64, 48)
+    assert result.params.seed == 7 and result.params.steps == 3
+    assert result.saved_path is not None and result.saved_path.is_file()
+    assert result.saved_path.is_relative_to(tmp_path / "images")
+    assert result.thumbnail.startswith(b"\x89PNG")
+    assert result.model.variant == "schnell" and result.model.default_guidance is None
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+
+
+def test_model_stays_warm_and_reloads_on_change(qtbot, queue, fake):
+    with qtbot.waitSignal(queue.idle, timeout=TIMEOUT):
+        queue.submit([params(seed=1), params(seed=2)])
+    assert fake.loads == [ModelChoice("fake", None)]  # one load for two images
+    with qtbot.waitSignal(queue.idle, timeout=TIMEOUT):
+        queue.submit([params(quantize=8)])
+    assert fake.loads == [ModelChoice("fake", None), ModelChoice("fake", 8)]
+
+
+def test_random_seeds_are_chosen_at_submit_and_distinct(qtbot, queue, fake):
+    jobs = queue.submit([params(seed=None) for _ in range(4)])
+    seeds = [job.params.seed for job in jobs]
+    assert all(isinstance(s, int) for s in seeds) and len(set(seeds)) == 4
+    results = []
+    queue.finished.connect(lambda r: results.append(r.params.seed))
+    qtbot.waitUntil(lambda: len(results) == 4, timeout=TIMEOUT)
+    assert results == seeds  # in queue order
+
+
+def test_cancel_running_job_stops_between_steps(qtbot, queue, fake):
+    gate = threading.Event()
+    # Runs on the worker thread: hold the run inside step 1 until the test has cancelled.
+    queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    cancelled, finished = [], []
+    queue.cancelled.connect(cancelled.append)
+    queue.finished.connect(finished.append)
+    job, pending = queue.submit([params(steps=10), params(steps=10)])
+    qtbot.waitUntil(lambda: queue.running is not None and queue.running.id == job.id, timeout=TIMEOUT)
+    queue.cancel_all()
+    gate.set()
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+    assert {j.id for j in cancelled} == {job.id, pending.id}
+    assert finished == []
+    assert len(fake.calls) == 1  # the pending one never ran
+    # Ready for the next run.
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):
+        queue.submit([params()])
+
+
+def test_cancel_one_pending_job_keeps_the_rest(qtbot, queue, fake):
+    gate = threading.Event()
+    queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    done = []
+    queue.finished.connect(lambda r: done.append(r.params.seed))
+    jobs = queue.submit([params(seed=s) for s in (1, 2, 3)])
+    queue.cancel(jobs[1].id)
+    assert [j.params.seed for j in queue.pending] == [3]
+    gate.set()
+    qtbot.waitUntil(lambda: len(done) == 2, timeout=TIMEOUT)
+    assert done == [1, 3]
+
+
+@pytest.mark.parametrize("error, expected", [
+    (RuntimeError("kaboom"), "kaboom"),
+    (MemoryError(), "Out of memory"),
+    (RuntimeError("[metal::malloc] Attempting to allocate 80000000000 bytes"), "Out of memory"),
+])
+def test_exception_in_generation_becomes_a_message(qtbot, queue, fake, error, expected):
+    fake.fail_with = error
+    with qtbot.waitSignal(queue.failed, timeout=TIMEOUT) as blocker:
+        queue.submit([params()])
+    assert expected in blocker.args[1]
+    assert "\n" not in blocker.args[1]
+    fake.fail_with = None
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):  # the worker is still alive
+        queue.submit([params()])
+
+
+def test_load_failure_drops_queued_jobs_for_that_model(qtbot, queue, monkeypatch):
+    from mlx_flux.errors import ModelNotFoundError
+
+    def broken(choice, progress):
+        raise ModelNotFoundError(f"No model at {choice.source}")
+
+    monkeypatch.setattr(worker_module, "load_pipeline", broken)
+    failures = []
+    queue.failed.connect(lambda job, msg: failures.append(msg))
+    with qtbot.waitSignal(queue.modelFailed, timeout=TIMEOUT) as blocker:
+        queue.submit([params(model="/nowhere"), params(model="/nowhere")])
+    assert blocker.args == ["/nowhere", "No model at /nowhere"]
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+    assert failures == ["No model at /nowhere"]  # reported once, not once per queued image
+
+
+def test_unwritable_output_still_delivers_the_image(qtbot, queue, fake, monkeypatch):
+    def disk_full(image, path, metadata):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(worker_module, "save_image", disk_full)
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT) as blocker:
+        queue.submit([params()])
+    result = blocker.args[0]
+    assert result.saved_path is None and "disk is full" in result.save_error
+    assert not result.image.isNull()
+
+
+def test_standalone_load_reports_model_info(qtbot, queue, fake):
+    fake.variant, fake.model_name = "dev", "fake-dev"
+    with qtbot.waitSignal(queue.modelReady, timeout=TIMEOUT) as blocker:
+        queue.load_model(ModelChoice("fake"))
+    info = blocker.args[0]
+    assert (info.variant, info.default_steps, info.default_guidance, info.name) == ("dev", 28, 3.5, "fake-dev")
+    qtbot.waitUntil(lambda: queue.loading is None, timeout=TIMEOUT)
+
+
+def test_pil_qimage_round_trip():
+    from app.imaging import pil_to_qimage, qimage_to_pil
+
+    image = Image.new("RGB", (5, 3), (10, 200, 30))
+    image.putpixel((4, 2), (1, 2, 3))
+    back = qimage_to_pil(pil_to_qimage(image))
+    assert back.size == (5, 3) and back.tobytes() == image.tobytes()
