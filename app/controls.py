@@ -1,0 +1,360 @@
+"""The left-hand panel: model, prompt and every generation setting, plus Generate/Cancel and the queue.
+
+It knows nothing about the worker: the window reads `params()` and calls `apply_*()`.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QKeyCombination, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractSpinBox, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
+    QPlainTextEdit, QPushButton, QSizePolicy, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+)
+
+from app.models import VARIANT_DEFAULTS, display_name
+from app.params import MAX_SIZE, MIN_SIZE, SEED_MAX, SIZE_STEP, GenerationParams, size_for_aspect, snap_size
+
+ASPECTS: list[tuple[str, float]] = [
+    ("Square 1:1", 1.0), ("Landscape 4:3", 4 / 3), ("Landscape 3:2", 3 / 2), ("Wide 16:9", 16 / 9),
+    ("Portrait 3:4", 3 / 4), ("Portrait 2:3", 2 / 3), ("Tall 9:16", 9 / 16),
+]
+CUSTOM_ASPECT = "Custom"
+STEPS_MAX = {"schnell": 16, "dev": 50}
+GUIDANCE_SCALE = 10  # the slider works in tenths: 35 -> 3.5
+QUANTIZE_CHOICES = [("Full precision", None), ("8-bit", 8), ("4-bit", 4)]
+SUBMIT_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+
+
+def name_widget(widget: QWidget, name: str, accessible: str | None = None, tip: str | None = None) -> QWidget:
+    """objectName and accessible name, as tests and assistive technology find widgets by them."""
+    widget.setObjectName(name)
+    widget.setAccessibleName(name)
+    if accessible:
+        widget.setAccessibleDescription(accessible)
+    if tip:
+        widget.setToolTip(tip)
+    return widget
+
+
+class PromptEdit(QPlainTextEdit):
+    """Multi-line prompt; Cmd+Return (Ctrl+Enter elsewhere) submits instead of adding a line."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        # The window's Generate action normally takes this shortcut first; this is the fallback
+        # for when the shortcut map does not see the key (e.g. the action is disabled or hidden).
+        if event.key() in SUBMIT_KEYS and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.submitted.emit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+
+class SizeSpin(QSpinBox):
+    """Pixels in steps of 16; typed values snap to the nearest multiple when editing ends."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setRange(MIN_SIZE, MAX_SIZE)
+        self.setSingleStep(SIZE_STEP)
+        self.setSuffix(" px")
+        self.setAccelerated(True)
+        self.setKeyboardTracking(False)  # one valueChanged when typing is done, not per digit
+        self.editingFinished.connect(self._snap)
+
+    def _snap(self) -> None:
+        snapped = snap_size(self.value())
+        if snapped != self.value():
+            self.setValue(snapped)
+
+
+class ControlsPanel(QWidget):
+    generateRequested = Signal()
+    cancelRequested = Signal()
+    modelChosen = Signal(str)  # a model source picked by the person (not by code)
+    openModelRequested = Signal()
+    quantizeChosen = Signal(object)  # None, 4 or 8
+    removeFromQueueRequested = Signal(int)  # job id
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.variant: str | None = None
+        self._build()
+        self.apply_variant(None, reset_values=True)
+
+    # -- construction ---------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.setSpacing(10)
+
+        # Model picker, with a button to open any folder or file, and the precision.
+        self.modelCombo = name_widget(QComboBox(), "modelCombo", "The model that makes the image",
+                                      "Choose a model: a known repository, or a folder or .safetensors file")
+        self.modelCombo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.modelCombo.setMinimumContentsLength(12)
+        self.modelCombo.activated.connect(self._on_model_activated)
+        self.openModelButton = name_widget(QToolButton(), "openModelButton", None,
+                                           "Open a model folder or .safetensors file…")
+        self.openModelButton.setText("…")
+        self.openModelButton.clicked.connect(self.openModelRequested)
+        self.quantizeCombo = name_widget(QComboBox(), "quantizeCombo", "Weight precision",
+                                         "Quantized weights use less memory; the model reloads when changed")
+        for label, bits in QUANTIZE_CHOICES:
+            self.quantizeCombo.addItem(label, bits)
+        self.quantizeCombo.activated.connect(lambda _: self.quantizeChosen.emit(self.quantize()))
+        model_row = QHBoxLayout()
+        model_row.setSpacing(6)
+        model_row.addWidget(self.modelCombo, 1)
+        model_row.addWidget(self.openModelButton)
+
+        # Prompt.
+        self.promptEdit = name_widget(PromptEdit(), "promptEdit", "Describe the image to generate")
+        self.promptEdit.setPlaceholderText("Describe the image you want…")
+        self.promptEdit.setTabChangesFocus(True)
+        self.promptEdit.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.promptEdit.setMinimumHeight(90)
+        self.promptEdit.submitted.connect(self.generateRequested)
+
+        # Size: two spin boxes, a swap button and aspect presets.
+        self.widthSpin = name_widget(SizeSpin(), "widthSpin", "Image width in pixels")
+        self.heightSpin = name_widget(SizeSpin(), "heightSpin", "Image height in pixels")
+        self.swapSizeButton = name_widget(QToolButton(), "swapSizeButton", None, "Swap width and height")
+        self.swapSizeButton.setText("⇄")
+        self.swapSizeButton.clicked.connect(self._swap_size)
+        self.aspectCombo = name_widget(QComboBox(), "aspectCombo", "Aspect ratio presets")
+        for label, ratio in ASPECTS:
+            self.aspectCombo.addItem(label, ratio)
+        self.aspectCombo.addItem(CUSTOM_ASPECT, None)
+        self.aspectCombo.activated.connect(self._on_aspect_chosen)
+        self.widthSpin.valueChanged.connect(self._sync_aspect)
+        self.heightSpin.valueChanged.connect(self._sync_aspect)
+        size_row = QHBoxLayout()
+        size_row.setSpacing(4)
+        size_row.addWidget(self.widthSpin, 1)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.heightSpin, 1)
+        size_row.addWidget(self.swapSizeButton)
+
+        # Steps and guidance sliders with their values beside them.
+        self.stepsSlider = name_widget(QSlider(Qt.Orientation.Horizontal), "stepsSlider", "Number of denoising steps")
+        self.stepsValue = QLabel()
+        self.stepsSlider.valueChanged.connect(lambda v: self.stepsValue.setText(str(v)))
+        self.guidanceSlider = name_widget(QSlider(Qt.Orientation.Horizontal), "guidanceSlider",
+                                          "How closely the image follows the prompt")
+        self.guidanceSlider.setRange(0, 10 * GUIDANCE_SCALE)
+        self.guidanceSlider.setPageStep(5)
+        self.guidanceValue = QLabel()
+        self.guidanceSlider.valueChanged.connect(lambda v: self.guidanceValue.setText(f"{v / GUIDANCE_SCALE:.1f}"))
+        for label in (self.stepsValue, self.guidanceValue):
+            label.setMinimumWidth(label.fontMetrics().horizontalAdvance("00.0") + 4)
+            label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        steps_row = _row(self.stepsSlider, self.stepsValue)
+        guidance_row = _row(self.guidanceSlider, self.guidanceValue)
+
+        # Seed: random by default; typing a seed locks it.
+        self.seedSpin = name_widget(QSpinBox(), "seedSpin", "Random seed of the next image")
+        self.seedSpin.setRange(0, SEED_MAX)
+        self.seedSpin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+        self.seedSpin.lineEdit().textEdited.connect(lambda _: self.randomSeedCheck.setChecked(False))
+        self.randomSeedCheck = name_widget(QCheckBox("Random"), "randomSeedCheck", None,
+                                           "Use a new random seed for every image; untick to lock the seed")
+        self.randomSeedCheck.setChecked(True)
+        seed_row = _row(self.seedSpin, self.randomSeedCheck)
+
+        self.countSpin = name_widget(QSpinBox(), "countSpin", "How many images to queue, one seed each")
+        self.countSpin.setRange(1, 16)
+        self.countSpin.setSuffix(" image(s)")
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Model", model_row)
+        form.addRow("Precision", self.quantizeCombo)
+        form.addRow("Size", size_row)
+        form.addRow("Aspect", self.aspectCombo)
+        form.addRow("Steps", steps_row)
+        self.guidanceLabel = QLabel("Guidance")
+        form.addRow(self.guidanceLabel, guidance_row)
+        form.addRow("Seed", seed_row)
+        form.addRow("Batch", self.countSpin)
+
+        # Generate / Cancel.
+        shortcut = QKeySequence(QKeyCombination(Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_Return))
+        shortcut_text = shortcut.toString(QKeySequence.SequenceFormat.NativeText)
+        self.generateButton = name_widget(QPushButton("Generate"), "generateButton", "Generate the image",
+                                          f"Generate ({shortcut_text})")
+        self.generateButton.setDefault(True)
+        self.generateButton.setMinimumHeight(32)
+        self.generateButton.clicked.connect(self.generateRequested)
+        self.cancelButton = name_widget(QPushButton("Cancel"), "cancelButton", "Stop generating",
+                                        "Stop the current image and clear the queue (Esc)")
+        self.cancelButton.setEnabled(False)
+        self.cancelButton.clicked.connect(self.cancelRequested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generateButton, 2)
+        buttons.addWidget(self.cancelButton, 1)
+
+        # Queue: visible only while something is waiting or running.
+        self.queueLabel = QLabel("Queue")
+        self.queueList = name_widget(QListWidget(), "queueList", "Images waiting to be generated",
+                                     "Select an item and press Delete to remove it from the queue")
+        self.queueList.setMaximumHeight(130)
+        self.queueList.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.queueList.installEventFilter(self)
+        for w in (self.queueLabel, self.queueList):
+            w.setVisible(False)
+
+        layout.addWidget(self.promptEdit, 1)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.queueLabel)
+        layout.addWidget(self.queueList)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        if obj is self.queueList and event.type() == QEvent.Type.KeyPress:
+            if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+                self.remove_selected_from_queue()
+                return True
+        return super().eventFilter(obj, event)
+
+    def remove_selected_from_queue(self) -> None:
+        for item in self.queueList.selectedItems():
+            self.removeFromQueueRequested.emit(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    # -- model picker -----------------------------------------------------------------------
+    def model_index(self, source: str) -> int:
+        for i in range(self.modelCombo.count()):
+            if self.modelCombo.itemData(i) == source:
+                return i
+        return -1
+
+    def add_model(self, source: str, label: str | None = None) -> int:
+        index = self.model_index(source)
+        if index < 0:
+            self.modelCombo.addItem(label or display_name(source), source)
+            index = self.modelCombo.count() - 1
+            self.modelCombo.setItemData(index, source, Qt.ItemDataRole.ToolTipRole)
+        return index
+
+    def select_model(self, source: str) -> None:
+        """Show `source` as the current model without emitting modelChosen."""
+        if source:
+            self.modelCombo.setCurrentIndex(self.add_model(source))
+
+    def current_model(self) -> str:
+        return self.modelCombo.currentData() or ""
+
+    def _on_model_activated(self, index: int) -> None:
+        self.modelChosen.emit(self.modelCombo.itemData(index) or "")
+
+    def quantize(self) -> int | None:
+        return self.quantizeCombo.currentData()
+
+    def set_quantize(self, bits: int | None) -> None:
+        index = self.quantizeCombo.findData(bits)
+        self.quantizeCombo.setCurrentIndex(max(0, index))
+
+    # -- variant ------------------------------------------------------------------------------
+    def apply_variant(self, variant: str | None, defaults: tuple[int, float | None] | None = None,
+                      reset_values: bool = False) -> None:
+        """Ranges and defaults of the model's variant: schnell has few steps and no guidance.
+
+        `defaults` (steps, guidance) come from the loaded engine; without them the table for
+        the (guessed) variant is used, and an unknown variant gets dev's wider ranges.
+        """
+        steps_default, guidance_default = defaults or VARIANT_DEFAULTS.get(variant or "dev", VARIANT_DEFAULTS["dev"])
+        self.stepsSlider.setRange(1, max(STEPS_MAX.get(variant or "dev", 50), steps_default))
+        has_guidance = guidance_default is not None
+        # Schnell is guidance-distilled: the control would do nothing, so it is disabled.
+        self.guidanceSlider.setEnabled(has_guidance)
+        self.guidanceLabel.setEnabled(has_guidance)
+        self.guidanceValue.setEnabled(has_guidance)
+        if not has_guidance:
+            self.guidanceSlider.setToolTip(f"{display_name(variant or '') or 'This model'} has no guidance control")
+            self.guidanceValue.setText("—")
+        else:
+            self.guidanceSlider.setToolTip("How closely the image follows the prompt (default "
+                                           f"{guidance_default:g})")
+        if reset_values or variant != self.variant:
+            self.stepsSlider.setValue(steps_default)
+            if has_guidance:
+                self.guidanceSlider.setValue(round(guidance_default * GUIDANCE_SCALE))
+                self.guidanceValue.setText(f"{self.guidanceSlider.value() / GUIDANCE_SCALE:.1f}")
+        self.stepsValue.setText(str(self.stepsSlider.value()))
+        self.variant = variant
+
+    # -- params -------------------------------------------------------------------------------
+    def params(self) -> GenerationParams:
+        """The settings as shown; seed None when it should be random."""
+        return GenerationParams(
+            prompt=self.promptEdit.toPlainText().strip(),
+            model=self.current_model(),
+            width=snap_size(self.widthSpin.value()),
+            height=snap_size(self.heightSpin.value()),
+            steps=self.stepsSlider.value(),
+            guidance=self.guidanceSlider.value() / GUIDANCE_SCALE if self.guidanceSlider.isEnabled() else None,
+            seed=None if self.randomSeedCheck.isChecked() else self.seedSpin.value(),
+            quantize=self.quantize(),
+        )
+
+    def apply_params(self, params: GenerationParams, prompt: bool = True) -> None:
+        """Show `params` in the controls (restoring an entry or a dropped image); the seed is locked."""
+        if prompt:
+            self.promptEdit.setPlainText(params.prompt)
+        self.set_size(params.width, params.height)
+        if params.steps:
+            if params.steps > self.stepsSlider.maximum():
+                self.stepsSlider.setMaximum(params.steps)
+            self.stepsSlider.setValue(params.steps)
+        if params.guidance is not None and self.guidanceSlider.isEnabled():
+            self.guidanceSlider.setValue(round(params.guidance * GUIDANCE_SCALE))
+        if params.seed is not None:
+            self.set_seed(params.seed, lock=True)
+
+    def set_seed(self, seed: int, lock: bool) -> None:
+        self.seedSpin.setValue(int(seed) % (SEED_MAX + 1))
+        if lock:
+            self.randomSeedCheck.setChecked(False)
+
+    def set_size(self, width: int, height: int) -> None:
+        self.widthSpin.setValue(snap_size(width))
+        self.heightSpin.setValue(snap_size(height))
+
+    def _swap_size(self) -> None:
+        self.set_size(self.heightSpin.value(), self.widthSpin.value())
+
+    def _on_aspect_chosen(self, index: int) -> None:
+        ratio = self.aspectCombo.itemData(index)
+        if ratio is None:
+            return
+        area = max(self.widthSpin.value() * self.heightSpin.value(), MIN_SIZE * MIN_SIZE)
+        self.set_size(*size_for_aspect(float(ratio), area))
+        self.aspectCombo.setCurrentIndex(index)  # rounding may have looked "custom"
+
+    def _sync_aspect(self) -> None:
+        ratio = self.widthSpin.value() / self.heightSpin.value()
+        best = self.aspectCombo.count() - 1  # Custom
+        for i, (_, preset) in enumerate(ASPECTS):
+            if abs(ratio / preset - 1) < 0.03:
+                best = i
+                break
+        self.aspectCombo.setCurrentIndex(best)
+
+    # -- state --------------------------------------------------------------------------------
+    def set_busy(self, busy: bool) -> None:
+        """While the queue runs, Generate still works (it queues); Cancel becomes available."""
+        self.cancelButton.setEnabled(busy)
+        self.generateButton.setText("Add to Queue" if busy else "Generate")
+
+
+def _row(main: QWidget, side: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.setSpacing(6)
+    row.addWidget(main, 1)
+    row.addWidget(side)
+    return row

@@ -1,0 +1,170 @@
+"""The history list: a model over HistoryStore search results and a delegate that draws each
+entry as thumbnail + prompt + a line of settings, in palette colours."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
+from PySide6.QtGui import QFontMetrics, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from app.history import HistoryEntry
+from app.models import display_name
+
+EntryRole = Qt.ItemDataRole.UserRole + 1
+THUMB = 64  # logical pixels
+PADDING = 8
+
+
+def summary(entry: HistoryEntry) -> str:
+    """One line of settings: 'schnell · 1024×1024 · 4 steps · seed 42'."""
+    p = entry.params
+    parts = [entry.model_name or display_name(p.model), f"{p.width}×{p.height}", f"{p.steps} steps"]
+    if p.guidance is not None:
+        parts.append(f"guidance {p.guidance:g}")
+    parts.append(f"seed {p.seed}")
+    return " · ".join(parts)
+
+
+def age(timestamp: float, now: float | None = None) -> str:
+    seconds = max(0, (now or time.time()) - timestamp)
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return time.strftime("%d %b %Y", time.localtime(timestamp))
+
+
+class HistoryModel(QAbstractListModel):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._entries: list[HistoryEntry] = []
+        self._thumbs: dict[int, QPixmap] = {}  # decoded lazily, only for rows that get painted
+
+    def set_entries(self, entries: list[HistoryEntry]) -> None:
+        self.beginResetModel()
+        self._entries = entries
+        live = {e.id for e in entries}
+        self._thumbs = {k: v for k, v in self._thumbs.items() if k in live}
+        self.endResetModel()
+
+    def entries(self) -> list[HistoryEntry]:
+        return list(self._entries)
+
+    def entry(self, row: int) -> HistoryEntry | None:
+        return self._entries[row] if 0 <= row < len(self._entries) else None
+
+    def row_of(self, entry_id: int) -> int:
+        for row, entry in enumerate(self._entries):
+            if entry.id == entry_id:
+                return row
+        return -1
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self._entries)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        entry = self.entry(index.row()) if index.isValid() else None
+        if entry is None:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return entry.prompt
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{entry.prompt}, {summary(entry)}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{entry.prompt}\n{summary(entry)}\n{age(entry.created_at)}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._thumbnail(entry)
+        if role == EntryRole:
+            return entry
+        return None
+
+    def _thumbnail(self, entry: HistoryEntry) -> QPixmap:
+        pixmap = self._thumbs.get(entry.id)
+        if pixmap is None:
+            pixmap = QPixmap()
+            if entry.thumbnail:
+                pixmap.loadFromData(entry.thumbnail, "PNG")
+            self._thumbs[entry.id] = pixmap
+        return pixmap
+
+
+class HistoryDelegate(QStyledItemDelegate):
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        return QSize(220, THUMB + 2 * PADDING)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        entry: HistoryEntry | None = index.data(EntryRole)
+        if entry is None:
+            return super().paint(painter, option, index)
+        painter.save()
+        # Let the style draw selection/hover backgrounds so it matches the platform.
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text, opt.icon = "", QIcon()  # we draw those ourselves
+        style = opt.widget.style() if opt.widget else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+
+        rect = option.rect.adjusted(PADDING, PADDING, -PADDING, -PADDING)
+        thumb_rect = QRect(rect.left(), rect.top(), THUMB, THUMB)
+        pixmap: QPixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        if pixmap is not None and not pixmap.isNull():
+            scaled = pixmap.scaled(thumb_rect.size() * pixmap.devicePixelRatio(),
+                                   Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            target = QRect(0, 0, scaled.width(), scaled.height())
+            target.moveCenter(thumb_rect.center())
+            painter.drawPixmap(target, scaled)
+        else:
+            painter.fillRect(thumb_rect, option.palette.color(QPalette.ColorRole.Mid))
+
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        group = QPalette.ColorGroup.Active if option.state & QStyle.StateFlag.State_Active else QPalette.ColorGroup.Inactive
+        text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        text_rect = rect.adjusted(THUMB + PADDING, 0, 0, 0)
+        metrics = QFontMetrics(option.font)
+        line = metrics.lineSpacing()
+
+        # Prompt: up to two lines, elided at the end.
+        painter.setPen(option.palette.color(group, text_role))
+        prompt = " ".join(entry.prompt.split()) or "(empty prompt)"
+        first, rest = _split_line(prompt, metrics, text_rect.width())
+        painter.drawText(QRect(text_rect.left(), text_rect.top(), text_rect.width(), line),
+                         Qt.AlignmentFlag.AlignLeft, first)
+        if rest:
+            second = metrics.elidedText(rest, Qt.TextElideMode.ElideRight, text_rect.width())
+            painter.drawText(QRect(text_rect.left(), text_rect.top() + line, text_rect.width(), line),
+                             Qt.AlignmentFlag.AlignLeft, second)
+
+        # Settings and age in a smaller, secondary colour.
+        small = option.font
+        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
+        painter.setFont(small)
+        small_metrics = QFontMetrics(small)
+        secondary = option.palette.color(group, text_role if selected else QPalette.ColorRole.PlaceholderText)
+        painter.setPen(secondary)
+        info = f"{summary(entry)} · {age(entry.created_at)}"
+        info = small_metrics.elidedText(info, Qt.TextElideMode.ElideRight, text_rect.width())
+        painter.drawText(QRect(text_rect.left(), text_rect.bottom() - small_metrics.lineSpacing() + 1,
+                               text_rect.width(), small_metrics.lineSpacing()), Qt.AlignmentFlag.AlignLeft, info)
+        painter.restore()
+
+
+def _split_line(text: str, metrics: QFontMetrics, width: int) -> tuple[str, str]:
+    """The longest word-wrapped first line that fits in `width`, and the remainder."""
+    if metrics.horizontalAdvance(text) <= width:
+        return text, ""
+    words = text.split(" ")
+    line = ""
+    for i, word in enumerate(words):
+        candidate = f"{line} {word}" if line else word
+        if metrics.horizontalAdvance(candidate) > width:
+            if not line:  # one very long word
+                return metrics.elidedText(word, Qt.TextElideMode.ElideRight, width), " ".join(words[i + 1:])
+            return line, " ".join(words[i:])
+        line = candidate
+    return line, ""

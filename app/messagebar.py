@@ -1,0 +1,74 @@
+"""An inline message strip above the image: errors stay until dismissed, notes fade on their own.
+
+Messages live in the window rather than in modal dialogs, so a failed run never blocks the
+next one and a test (or a person) can read what happened.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QWidget
+
+INFO_TIMEOUT_MS = 8000
+
+
+class MessageBar(QFrame):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("messageBar")
+        self.setAccessibleName("messageBar")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        # AlternateBase keeps contrast right in both light and dark appearance.
+        self.setBackgroundRole(self.palette().ColorRole.AlternateBase)
+        self.setAutoFillBackground(True)
+        self.kind = ""
+
+        self.icon = QLabel()
+        self.label = QLabel()
+        self.label.setObjectName("messageLabel")
+        self.label.setAccessibleName("messageLabel")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.closeButton = QToolButton()
+        self.closeButton.setObjectName("messageCloseButton")
+        self.closeButton.setAutoRaise(True)
+        self.closeButton.setText("✕")
+        self.closeButton.setToolTip("Dismiss")
+        self.closeButton.clicked.connect(self.dismiss)
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.closeButton, 0, Qt.AlignmentFlag.AlignTop)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.dismiss)
+        self.hide()
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        """kind: "error" (stays), "warning" (stays) or "info" (hides after a few seconds)."""
+        icons = {
+            "error": QStyle.StandardPixmap.SP_MessageBoxCritical,
+            "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
+            "info": QStyle.StandardPixmap.SP_MessageBoxInformation,
+        }
+        size = self.style().pixelMetric(QStyle.PixelMetric.PM_SmallIconSize)
+        self.icon.setPixmap(self.style().standardIcon(icons.get(kind, icons["info"])).pixmap(size, size))
+        self.label.setText(text)
+        self.kind = kind
+        self.setAccessibleDescription(text)
+        self.show()
+        if kind == "info":
+            self._timer.start(INFO_TIMEOUT_MS)
+        else:
+            self._timer.stop()
+
+    def dismiss(self) -> None:
+        self._timer.stop()
+        self.kind = ""
+        self.hide()

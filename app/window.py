@@ -1,0 +1,843 @@
+"""The main window: controls on the left, the image in the middle, history on the right.
+
+It wires widgets to the job queue (which owns the worker thread) and the history store, and
+turns every failure into a message in the window; nothing here touches MLX.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, Qt, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QImage, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog, QHBoxLayout, QLabel, QLineEdit, QListView, QMainWindow, QMenu, QMessageBox,
+    QProgressBar, QPushButton, QSplitter, QToolButton, QVBoxLayout, QWidget,
+)
+
+from app import APP_DISPLAY_NAME
+from app.controls import ControlsPanel, name_widget
+from app.errors import describe_error
+from app.export import dialog_filters, export_image, format_for, reveal_in_file_manager, with_extension
+from app.history import HistoryEntry, HistoryError, HistoryStore
+from app.historyview import EntryRole, HistoryDelegate, HistoryModel
+from app.imageview import ImageView
+from app.imaging import qimage_to_pil
+from app.jobs import JobQueue
+from app.messagebar import MessageBar
+from app.models import display_name, guess_variant, is_local, known_models
+from app.params import GenerationParams, params_from_metadata
+from app.paths import DataDir
+from app.settings import Settings
+from app.worker import Job, JobResult, ModelChoice, ModelInfo
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File Manager")
+
+
+@dataclass
+class Shown:
+    """The image in the big view and where it came from (for export, copy, drag, reuse seed)."""
+
+    image: QImage
+    params: GenerationParams | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the saved PNG, if any
+    entry_id: int | None = None
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def find_icon() -> QIcon:
+    """The packaging engineer's icon if it is there; a missing icon is not an error."""
+    root = Path(__file__).resolve().parent
+    for candidate in (root.parent / "resources" / "icon.png", root / "resources" / "icon.png"):
+        if candidate.is_file():
+            return QIcon(str(candidate))
+    return QIcon()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, data_dir: DataDir, settings: Settings, history: HistoryStore,
+                 initial_model: str | None = None, startup_problems: list[str] | None = None) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.setWindowTitle(APP_DISPLAY_NAME)
+        self.setWindowIcon(find_icon())
+        self.setAcceptDrops(True)
+        self.data_dir = data_dir
+        self.settings = settings
+        self.history = history
+        self.shown: Shown | None = None
+        self.model_info: ModelInfo | None = None
+        self._pending_restore: GenerationParams | None = None  # re-applied once a restored model loads
+        self._selecting_quietly = False  # selecting a new entry in code must not restore it
+        self._closed = False
+
+        self.queue = JobQueue(data_dir.images, self)
+        try:
+            self._build()
+            self._build_menus()
+            self._connect()
+            self._update_image_actions()
+            self._restore_settings(initial_model)
+            self.refresh_history()
+        except BaseException:
+            self.queue.shutdown()  # a running QThread must not outlive a half-built window
+            raise
+        app = QGuiApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.queue.shutdown)
+        for problem in startup_problems or []:
+            self.show_message(problem, "warning")
+
+    # ======================================================================================
+    # construction
+    # ======================================================================================
+    def _build(self) -> None:
+        self.controls = ControlsPanel()
+        c = self.controls
+        # Expose the named controls on the window, which is where tests and scripts look.
+        for name in ("promptEdit", "generateButton", "cancelButton", "stepsSlider", "guidanceSlider",
+                     "seedSpin", "widthSpin", "heightSpin", "modelCombo", "quantizeCombo", "countSpin",
+                     "randomSeedCheck", "aspectCombo", "queueList", "openModelButton"):
+            setattr(self, name, getattr(c, name))
+
+        # Centre: message strip, the image, its caption and actions, progress.
+        self.messageBar = MessageBar()
+        self.messageLabel = self.messageBar.label
+        self.previewView = name_widget(ImageView(), "previewView", "The generated image")
+        self.previewView.set_placeholder("Type a prompt and press Generate.\n\n"
+                                         "Drop an image made with mlx-flux here to reuse its settings.")
+        self.previewView.drag_mime = self.image_mime
+        self.imageInfoLabel = QLabel()
+        self.imageInfoLabel.setObjectName("imageInfoLabel")
+        self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.imageInfoLabel.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.imageInfoLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
+
+        self.reuseSeedButton = name_widget(QPushButton("Reuse Seed"), "reuseSeedButton", None,
+                                           "Lock the seed to this image's seed")
+        self.copyImageButton = name_widget(QPushButton("Copy"), "copyImageButton", None,
+                                           "Copy the image to the clipboard")
+        self.exportButton = name_widget(QPushButton("Export…"), "exportButton", "Export the image",
+                                        "Save a copy as PNG (with settings), JPEG or WebP")
+        self.revealButton = name_widget(QPushButton(f"Show in {FILE_MANAGER}"), "revealButton", None,
+                                        f"Show the saved PNG in {FILE_MANAGER}")
+        image_actions = QHBoxLayout()
+        image_actions.addWidget(self.reuseSeedButton)
+        image_actions.addStretch(1)
+        for button in (self.copyImageButton, self.exportButton, self.revealButton):
+            image_actions.addWidget(button)
+
+        self.progressBar = name_widget(QProgressBar(), "progressBar", "Generation progress")
+        self.progressBar.setRange(0, 1)
+        self.progressBar.setValue(0)
+        self.progressBar.setTextVisible(False)  # the label beside it carries the text (macOS draws none)
+        self.progressLabel = QLabel("Ready")
+        self.progressLabel.setObjectName("progressLabel")
+        self.progressLabel.setMinimumWidth(self.progressLabel.fontMetrics().horizontalAdvance(
+            "Step 28/28 · 12 min 00 s · about 12 min 00 s left"))
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progressBar, 1)
+        progress_row.addWidget(self.progressLabel)
+
+        center = QWidget()
+        center_layout = QVBoxLayout(center)
+        center_layout.setContentsMargins(12, 12, 12, 12)
+        center_layout.setSpacing(8)
+        center_layout.addWidget(self.messageBar)
+        center_layout.addWidget(self.previewView, 1)
+        center_layout.addWidget(self.imageInfoLabel)
+        center_layout.addLayout(image_actions)
+        center_layout.addLayout(progress_row)
+
+        # Right: searchable history with entry actions.
+        self.historySearch = name_widget(QLineEdit(), "historySearch", "Search the history by prompt or seed")
+        self.historySearch.setPlaceholderText("Search prompts")
+        self.historySearch.setClearButtonEnabled(True)
+        self.historyModel = HistoryModel(self)
+        self.historyList = name_widget(QListView(), "historyList", "Generated images, newest first")
+        self.historyList.setModel(self.historyModel)
+        self.historyList.setItemDelegate(HistoryDelegate(self.historyList))
+        self.historyList.setUniformItemSizes(True)
+        self.historyList.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.historyList.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.historyList.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
+        self.historyCountLabel = QLabel()
+        self.historyCountLabel.setObjectName("historyCountLabel")
+        self.historyCountLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
+        self.rerunButton = name_widget(QPushButton("Re-run"), "rerunButton", None,
+                                       "Generate again with this entry's prompt, settings and seed")
+        self.copyPromptButton = name_widget(QPushButton("Copy Prompt"), "copyPromptButton")
+        self.deleteButton = name_widget(QPushButton("Delete…"), "deleteButton", None,
+                                        "Delete this entry and move its image to the Trash")
+        history_actions = QHBoxLayout()
+        for button in (self.rerunButton, self.copyPromptButton, self.deleteButton):
+            history_actions.addWidget(button)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(12, 12, 12, 12)
+        right_layout.setSpacing(8)
+        right_layout.addWidget(self.historySearch)
+        right_layout.addWidget(self.historyList, 1)
+        right_layout.addWidget(self.historyCountLabel)
+        right_layout.addLayout(history_actions)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.setChildrenCollapsible(False)
+        for widget, stretch in ((self.controls, 0), (center, 1), (right, 0)):
+            self.splitter.addWidget(widget)
+            self.splitter.setStretchFactor(self.splitter.count() - 1, stretch)
+        self.controls.setMinimumWidth(280)
+        right.setMinimumWidth(260)
+        self.splitter.setSizes([320, 680, 320])
+        self.setCentralWidget(self.splitter)
+
+        self.modelStatusLabel = QLabel()
+        self.modelStatusLabel.setObjectName("modelStatusLabel")
+        self.statusBar().addPermanentWidget(self.modelStatusLabel)
+        self.resize(1320, 820)
+
+    def _action(self, text: str, slot, shortcut: QKeySequence | str | list | None = None,
+                name: str | None = None, tip: str | None = None) -> QAction:
+        action = QAction(text, self)
+        if name:
+            action.setObjectName(name)
+        if shortcut:
+            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(lambda checked=False: slot())
+        return action
+
+    def _build_menus(self) -> None:
+        ctrl = Qt.KeyboardModifier.ControlModifier
+        self.generateAction = self._action(
+            "Generate", self.generate,
+            [QKeySequence(ctrl | Qt.Key.Key_Return), QKeySequence(ctrl | Qt.Key.Key_Enter)], "generateAction")
+        self.cancelAction = self._action("Cancel", self.cancel_all, QKeySequence(Qt.Key.Key_Escape), "cancelAction")
+        self.rerunAction = self._action("Re-run Selected", self.rerun_selected, "Ctrl+R", "rerunAction")
+        self.openFolderAction = self._action("Open Model Folder…", self.choose_model_folder, QKeySequence.StandardKey.Open)
+        self.openFileAction = self._action("Open Model File…", self.choose_model_file)
+        self.exportAction = self._action("Export Image…", self.choose_export, "Ctrl+E", "exportAction")
+        self.revealAction = self._action(f"Show in {FILE_MANAGER}", self.reveal_shown, "Ctrl+Shift+R")
+        self.openDataAction = self._action("Open Data Folder", self.open_data_folder)
+        self.quitAction = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.quitAction.setMenuRole(QAction.MenuRole.QuitRole)
+        self.copyImageAction = self._action("Copy Image", self.copy_image, "Ctrl+Shift+C", "copyImageAction")
+        self.copyPromptAction = self._action("Copy Prompt", self.copy_selected_prompt)
+        self.reuseSeedAction = self._action("Reuse Seed of This Image", self.reuse_seed)
+        self.deleteAction = self._action("Delete Entry…", self.delete_selected)
+        self.aboutAction = self._action(f"About {APP_DISPLAY_NAME}", self.about)
+        self.aboutAction.setMenuRole(QAction.MenuRole.AboutRole)
+        for action in (self.generateAction, self.cancelAction):
+            self.addAction(action)  # shortcuts work even with the menu bar hidden
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for item in (self.openFolderAction, self.openFileAction, None, self.exportAction, self.revealAction,
+                     self.openDataAction, None, self.quitAction):
+            file_menu.addSeparator() if item is None else file_menu.addAction(item)
+        edit_menu = menu.addMenu("&Edit")
+        for item in (self.copyImageAction, self.copyPromptAction, self.reuseSeedAction, None, self.deleteAction):
+            edit_menu.addSeparator() if item is None else edit_menu.addAction(item)
+        image_menu = menu.addMenu("&Image")
+        for item in (self.generateAction, self.cancelAction, self.rerunAction):
+            image_menu.addAction(item)
+        menu.addMenu("&Help").addAction(self.aboutAction)
+
+        # The "…" button next to the model picker offers folder or file.
+        open_menu = QMenu(self.openModelButton)
+        open_menu.addAction(self.openFolderAction)
+        open_menu.addAction(self.openFileAction)
+        self.openModelButton.setMenu(open_menu)
+        self.openModelButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+
+        # Context menus on the image and the history list.
+        self.previewView.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.previewView.addActions([self.copyImageAction, self.exportAction, self.revealAction, self.reuseSeedAction])
+        delete_key = self._action("Delete Entry…", self.delete_selected, [QKeySequence(Qt.Key.Key_Delete),
+                                                                         QKeySequence(Qt.Key.Key_Backspace)])
+        delete_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.historyList.addActions([self.rerunAction, self.copyPromptAction, self.exportAction,
+                                     self.revealAction, delete_key])
+        remove = self._action("Remove from Queue", self.controls.remove_selected_from_queue)
+        self.queueList.addAction(remove)
+
+    def _connect(self) -> None:
+        c, q = self.controls, self.queue
+        c.generateRequested.connect(self.generate)
+        c.cancelRequested.connect(self.cancel_all)
+        c.modelChosen.connect(self.choose_model)
+        c.quantizeChosen.connect(lambda _: self.choose_model(c.current_model()))
+        c.openModelRequested.connect(self.choose_model_folder)
+        c.removeFromQueueRequested.connect(q.cancel)
+        self.exportButton.clicked.connect(self.choose_export)
+        self.copyImageButton.clicked.connect(self.copy_image)
+        self.revealButton.clicked.connect(self.reveal_shown)
+        self.reuseSeedButton.clicked.connect(self.reuse_seed)
+        self.rerunButton.clicked.connect(self.rerun_selected)
+        self.copyPromptButton.clicked.connect(self.copy_selected_prompt)
+        self.deleteButton.clicked.connect(self.delete_selected)
+        self.historySearch.textChanged.connect(lambda _: self.refresh_history())
+        self.historyList.selectionModel().currentChanged.connect(self._on_history_current)
+
+        q.changed.connect(self._on_queue_changed)
+        q.loadProgress.connect(self._on_load_progress)
+        q.modelReady.connect(self._on_model_ready)
+        q.modelFailed.connect(self._on_model_failed)
+        q.jobStarted.connect(self._on_job_started)
+        q.progress.connect(self._on_progress)
+        q.preview.connect(lambda image: self.previewView.set_image(image, preview=True))
+        q.finished.connect(self._on_finished)
+        q.failed.connect(self._on_failed)
+        q.cancelled.connect(self._on_cancelled)
+        q.idle.connect(self._on_idle)
+
+    # ======================================================================================
+    # settings
+    # ======================================================================================
+    def _restore_settings(self, initial_model: str | None) -> None:
+        s, c = self.settings, self.controls
+        for source in known_models():
+            c.add_model(source)
+        for source in s.recent_models:
+            if is_local(source) and not Path(source).expanduser().exists():
+                continue  # a folder that was moved or deleted since
+            c.add_model(source)
+        c.set_quantize(s.quantize)
+        c.set_size(*s.size)
+        c.countSpin.setValue(s.image_count)
+        if (geometry := s.window_state("geometry")) is not None:
+            self.restoreGeometry(geometry)
+        if (splitter := s.window_state("splitter")) is not None:
+            self.splitter.restoreState(splitter)
+
+        model = initial_model or s.model or c.current_model()
+        c.select_model(model)
+        c.apply_variant(guess_variant(model), reset_values=True)
+        if initial_model:
+            s.model = initial_model
+        # Warm up a local model straight away; a hub model might mean a big download, so that
+        # waits until the person asks for it (Generate, or picking it in the list).
+        if is_local(model):
+            self.queue.load_model(ModelChoice(model, c.quantize()))
+        self._update_model_status()
+
+    def save_settings(self) -> None:
+        s, c = self.settings, self.controls
+        s.size = (c.widthSpin.value(), c.heightSpin.value())
+        s.image_count = c.countSpin.value()
+        s.quantize = c.quantize()
+        if c.current_model():
+            s.model = c.current_model()
+        s.set_window_state("geometry", self.saveGeometry())
+        s.set_window_state("splitter", self.splitter.saveState())
+        s.sync()
+
+    # ======================================================================================
+    # generating
+    # ======================================================================================
+    def generate(self) -> list[Job]:
+        """Queue the current settings (several images: consecutive or random seeds)."""
+        params = self.controls.params()
+        if not params.prompt:
+            self.show_message("Type a prompt first: describe the image you want.", "info")
+            self.promptEdit.setFocus()
+            return []
+        if not params.model:
+            self.show_message("Choose a model first.", "info")
+            return []
+        count = self.countSpin.value()
+        seeds = [None] * count if params.seed is None else [params.seed + i for i in range(count)]
+        self.messageBar.dismiss()
+        return self.queue.submit([params.with_(seed=seed) for seed in seeds])
+
+    def cancel_all(self) -> None:
+        if self.queue.is_busy():
+            self.progressLabel.setText("Cancelling…")
+            self.queue.cancel_all()
+
+    def choose_model(self, source: str, keep_values: bool = False) -> None:
+        """Make `source` the current model and load it (with progress) on the worker."""
+        if not source:
+            return
+        self.controls.select_model(source)
+        self.settings.model = source
+        choice = ModelChoice(source, self.controls.quantize())
+        self.settings.quantize = choice.quantize
+        if self.model_info is None or self.model_info.choice.source != source:
+            self.controls.apply_variant(guess_variant(source), reset_values=not keep_values)
+        if self.model_info is not None and self.model_info.choice == choice:
+            return  # already warm
+        self.queue.load_model(choice)
+        self._update_model_status()
+
+    def choose_model_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open Model Folder", self._model_dialog_dir())
+        if folder:
+            self.choose_model(folder)
+
+    def choose_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open Model File", self._model_dialog_dir(),
+                                              "FLUX checkpoint (*.safetensors)")
+        if path:
+            self.choose_model(path)
+
+    def _model_dialog_dir(self) -> str:
+        current = self.controls.current_model()
+        return str(Path(current).expanduser().parent) if current and is_local(current) else str(Path.home())
+
+    # -- queue and worker events ---------------------------------------------------------------
+    def _on_queue_changed(self) -> None:
+        q = self.queue
+        self.controls.set_busy(q.is_busy())
+        self.queueList.clear()
+        jobs = ([q.running] if q.running else []) + q.pending
+        for job in jobs:
+            prompt = " ".join(job.params.prompt.split())
+            prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+            state = "▶ " if job is q.running else "◦ "
+            suffix = " (cancelling…)" if q.is_cancelling(job) else ""
+            self.queueList.addItem(f"{state}{prompt} · seed {job.params.seed}{suffix}")
+            self.queueList.item(self.queueList.count() - 1).setData(Qt.ItemDataRole.UserRole, job.id)
+        visible = len(jobs) > 1 or bool(q.pending)
+        self.controls.queueLabel.setText(f"Queue ({len(jobs)})")
+        self.controls.queueLabel.setVisible(visible)
+        self.queueList.setVisible(visible)
+        self._update_model_status()
+
+    def _on_load_progress(self, message: str, fraction: float) -> None:
+        if fraction < 0:
+            self.progressBar.setRange(0, 0)  # busy indicator: the engine cannot say how far
+        else:
+            self.progressBar.setRange(0, 1000)
+            self.progressBar.setValue(int(fraction * 1000))
+        percent = f" {fraction:.0%}" if fraction >= 0 else ""
+        self.progressLabel.setText(f"{message}{percent}")
+        self.modelStatusLabel.setText(f"Loading {display_name(self.controls.current_model())}…")
+        if self.previewView.image().isNull():
+            self.previewView.set_placeholder(f"{message}{percent}")
+
+    def _on_model_ready(self, info: ModelInfo) -> None:
+        self.model_info = info
+        current = self.controls.current_model()
+        if info.choice.source == current:
+            keep = self._pending_restore is not None
+            self.controls.apply_variant(info.variant, (info.default_steps, info.default_guidance),
+                                        reset_values=not keep and self.controls.variant != info.variant)
+            if self._pending_restore is not None:
+                self.controls.apply_params(self._pending_restore, prompt=False)
+                self._pending_restore = None
+        if not self.queue.is_busy():
+            self._reset_progress("Ready")
+        self.previewView.set_placeholder("Type a prompt and press Generate.\n\n"
+                                         "Drop an image made with mlx-flux here to reuse its settings.")
+        self._update_model_status()
+
+    def _on_model_failed(self, source: str, message: str) -> None:
+        self.model_info = None
+        self._pending_restore = None
+        self.show_message(f"Could not load the model “{display_name(source)}”: {message}")
+        self._reset_progress("Model not loaded")
+        self.previewView.set_placeholder("The model could not be loaded.\nChoose another model or fix the "
+                                         "one selected, then press Generate.")
+        self._update_model_status()
+
+    def _on_job_started(self, job: Job) -> None:
+        self._job_started_at = time.monotonic()
+        self.progressBar.setRange(0, max(1, job.params.steps or 1))
+        self.progressBar.setValue(0)
+        self.progressLabel.setText("Starting…")
+
+    def _on_progress(self, step: int, total: int, elapsed: float) -> None:
+        self.progressBar.setRange(0, max(1, total))
+        self.progressBar.setValue(step)
+        remaining = elapsed / step * (total - step) if step else 0.0
+        text = f"Step {step}/{total} · {format_duration(elapsed)}"
+        if step < total:
+            text += f" · about {format_duration(remaining)} left"
+        self.progressLabel.setText(text)
+
+    def _on_finished(self, result: JobResult) -> None:
+        params = result.params
+        entry = None
+        if result.saved_path is not None:
+            try:
+                entry = self.history.add(
+                    params, result.saved_path, model_name=result.model.name, variant=result.model.variant,
+                    started_at=result.started_at, created_at=result.finished_at,
+                    thumbnail=result.thumbnail, metadata=result.metadata,
+                )
+            except HistoryError as exc:
+                self.show_message(f"{exc} The image is saved at {result.saved_path}.")
+        else:
+            self.show_message(f"The image was made but could not be saved: {result.save_error} "
+                              "Use Export to save it somewhere else.")
+        self.show_image(Shown(result.image, params, result.metadata, result.saved_path,
+                              entry.id if entry else None))
+        # Show the seed that was used, without locking it (random stays random).
+        self.controls.set_seed(params.seed or 0, lock=False)
+        self.progressBar.setValue(self.progressBar.maximum())
+        self.progressLabel.setText(f"Done in {format_duration(result.finished_at - result.started_at)}")
+        if entry is not None:
+            self.refresh_history(select_id=entry.id)
+
+    def _on_failed(self, job: Job, message: str) -> None:
+        if not (self.messageBar.kind and message in self.messageBar.text()):  # a failed load said it already
+            self.show_message(message)
+        self._restore_shown()
+        self._reset_progress("Failed")
+
+    def _on_cancelled(self, job: Job) -> None:
+        if self.queue.running is None:
+            self._restore_shown()
+            self._reset_progress("Cancelled")
+
+    def _on_idle(self) -> None:
+        self.controls.set_busy(False)
+        if self.progressLabel.text().startswith(("Step", "Starting", "Cancelling", "Loading")):
+            self._reset_progress("Ready")
+
+    def _reset_progress(self, text: str) -> None:
+        self.progressBar.setRange(0, 1)
+        self.progressBar.setValue(0)
+        self.progressLabel.setText(text)
+
+    def _update_model_status(self) -> None:
+        info, current = self.model_info, self.controls.current_model()
+        if self.queue.loading is not None:
+            text = f"Loading {display_name(self.queue.loading.source)}…"
+        elif info is not None and info.choice.source == current:
+            quant = f", {info.choice.quantize}-bit" if info.choice.quantize else ""
+            text = f"{info.name} ({info.variant}{quant}) · ready"
+        else:
+            text = f"{display_name(current)} · loads on Generate" if current else "No model chosen"
+        self.modelStatusLabel.setText(text)
+
+    # ======================================================================================
+    # the shown image
+    # ======================================================================================
+    def show_image(self, shown: Shown) -> None:
+        self.shown = shown
+        self.previewView.set_image(shown.image)
+        p = shown.params
+        if p is not None:
+            parts = [f"seed {p.seed}", f"{shown.image.width()}×{shown.image.height()}", f"{p.steps} steps"]
+            if p.guidance is not None:
+                parts.append(f"guidance {p.guidance:g}")
+            parts.append(str(shown.metadata.get("model") or display_name(p.model)))
+            self.imageInfoLabel.setText(" · ".join(parts))
+        else:
+            self.imageInfoLabel.setText("")
+        self.imageInfoLabel.setToolTip(str(shown.path or ""))
+        self._update_image_actions()
+
+    def _restore_shown(self) -> None:
+        if self.shown is not None:
+            self.previewView.set_image(self.shown.image)
+        else:
+            self.previewView.clear()
+
+    def _update_image_actions(self) -> None:
+        has_image = self.shown is not None and not self.shown.image.isNull()
+        has_file = has_image and self.shown.path is not None and self.shown.path.is_file()
+        for widget in (self.exportButton, self.copyImageButton, self.exportAction, self.copyImageAction):
+            widget.setEnabled(has_image)
+        for widget in (self.revealButton, self.revealAction):
+            widget.setEnabled(has_file)
+        has_seed = has_image and self.shown.params is not None and self.shown.params.seed is not None
+        for widget in (self.reuseSeedButton, self.reuseSeedAction):
+            widget.setEnabled(has_seed)
+
+    def image_mime(self) -> QMimeData | None:
+        """What a drag-out or copy carries: the file (Finder, mail) and the pixels (editors)."""
+        if self.shown is None or self.shown.image.isNull():
+            return None
+        mime = QMimeData()
+        mime.setImageData(self.shown.image)
+        if self.shown.path is not None and self.shown.path.is_file():
+            mime.setUrls([QUrl.fromLocalFile(str(self.shown.path))])
+        return mime
+
+    def copy_image(self) -> None:
+        mime = self.image_mime()
+        if mime is not None:
+            QGuiApplication.clipboard().setMimeData(mime)
+            self.statusBar().showMessage("Image copied", 3000)
+
+    def reuse_seed(self) -> None:
+        if self.shown is not None and self.shown.params is not None and self.shown.params.seed is not None:
+            self.controls.set_seed(self.shown.params.seed, lock=True)
+            self.statusBar().showMessage(f"Seed locked to {self.shown.params.seed}", 3000)
+
+    def reveal_shown(self) -> None:
+        if self.shown is not None and self.shown.path is not None and self.shown.path.is_file():
+            reveal_in_file_manager(self.shown.path)
+
+    def open_data_folder(self) -> None:
+        reveal_in_file_manager(self.data_dir.images)
+
+    def choose_export(self) -> None:
+        """The Export button: ask where, then write."""
+        if self.shown is None:
+            return
+        start = Path(self.settings.export_dir or Path.home())
+        name = self.shown.path.name if self.shown.path else f"flux-{self.shown.params.seed if self.shown.params else 0}.png"
+        path, chosen = QFileDialog.getSaveFileName(self, "Export Image", str(start / name), ";;".join(dialog_filters()))
+        if path:
+            self.export_to(Path(path), format_for(Path(path), chosen))
+
+    def export_to(self, path: Path, fmt: str | None = None) -> Path | None:
+        """Write the shown image to `path` as png (with settings), jpeg or webp; None on failure."""
+        if self.shown is None:
+            return None
+        fmt = fmt or format_for(Path(path))
+        try:
+            written = export_image(qimage_to_pil(self.shown.image), self.shown.metadata,
+                                   with_extension(Path(path), fmt), fmt, self.shown.path)
+        except Exception as exc:
+            log.exception("export failed")
+            self.show_message(f"Could not export the image: {describe_error(exc)}")
+            return None
+        self.settings.export_dir = str(written.parent)
+        self.statusBar().showMessage(f"Exported {written.name}", 4000)
+        return written
+
+    # ======================================================================================
+    # history
+    # ======================================================================================
+    def refresh_history(self, select_id: int | None = None) -> None:
+        current = self.selected_entry()
+        try:
+            entries = self.history.search(self.historySearch.text())
+        except HistoryError as exc:
+            self.show_message(str(exc))
+            entries = []
+        self.historyModel.set_entries(entries)
+        total = len(self.history)
+        query = self.historySearch.text().strip()
+        self.historyCountLabel.setText(f"{len(entries)} of {total} images" if query else
+                                       f"{total} image{'s' if total != 1 else ''}")
+        keep = select_id if select_id is not None else (current.id if current else None)
+        row = self.historyModel.row_of(keep) if keep is not None else -1
+        if row >= 0:
+            self._selecting_quietly = True
+            try:
+                self.historyList.selectionModel().setCurrentIndex(
+                    self.historyModel.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+                self.historyList.scrollTo(self.historyModel.index(row))
+            finally:
+                self._selecting_quietly = False
+        self._update_history_actions()
+
+    def selected_entry(self) -> HistoryEntry | None:
+        index = self.historyList.currentIndex()
+        return index.data(EntryRole) if index.isValid() and self.historyList.selectionModel().isSelected(index) else None
+
+    def _update_history_actions(self) -> None:
+        has = self.selected_entry() is not None
+        for widget in (self.rerunButton, self.copyPromptButton, self.deleteButton, self.rerunAction,
+                       self.copyPromptAction, self.deleteAction):
+            widget.setEnabled(has)
+
+    def _on_history_current(self, current: QModelIndex, previous: QModelIndex) -> None:
+        self._update_history_actions()
+        entry = current.data(EntryRole) if current.isValid() else None
+        if entry is not None and not self._selecting_quietly:
+            self.restore_entry(entry)
+
+    def restore_entry(self, entry: HistoryEntry) -> None:
+        """Show the entry's image and put all its settings back in the controls."""
+        image = QImage(str(entry.image_path))
+        if image.isNull():
+            self.show_message(f"The image file of this entry is missing: {entry.image_path}", "warning")
+        self.show_image(Shown(image, entry.params, entry.metadata,
+                              entry.image_path if not image.isNull() else None, entry.id))
+        self.restore_params(entry.params)
+
+    def restore_params(self, params: GenerationParams, prompt: bool = True) -> None:
+        """Put `params` in the controls, switching model (and precision) if they differ."""
+        c = self.controls
+        if params.model and (params.model != c.current_model() or params.quantize != c.quantize()):
+            c.set_quantize(params.quantize)
+            # The new model's ranges arrive when it has loaded; apply the values again then.
+            self._pending_restore = params
+            self.choose_model(params.model, keep_values=True)
+            if self.model_info is not None and self.model_info.choice == ModelChoice(params.model, params.quantize):
+                self._pending_restore = None  # already warm
+        c.apply_params(params, prompt=prompt)
+
+    def rerun_selected(self) -> list[Job]:
+        entry = self.selected_entry()
+        if entry is None:
+            return []
+        self.restore_params(entry.params)
+        return self.queue.submit([entry.params])
+
+    def copy_selected_prompt(self) -> None:
+        entry = self.selected_entry()
+        if entry is not None:
+            QGuiApplication.clipboard().setText(entry.prompt)
+            self.statusBar().showMessage("Prompt copied", 3000)
+
+    def delete_selected(self) -> None:
+        """Ask, then delete the selected entry and move its image to the Trash."""
+        entry = self.selected_entry()
+        if entry is None:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image",
+                          "Delete this image from the history?", parent=self)
+        box.setObjectName("confirmDeleteBox")
+        box.setInformativeText(f"“{entry.prompt[:80]}”, seed {entry.seed}.\n"
+                               "Its image file is moved to the Trash. Other images are not affected.")
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        delete.setObjectName("confirmDeleteButton")
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is delete:
+            self.delete_entry(entry)
+
+    def delete_entry(self, entry: HistoryEntry) -> None:
+        row = self.historyModel.row_of(entry.id)
+        try:
+            self.history.delete(entry.id)
+        except HistoryError as exc:
+            self.show_message(str(exc))
+            return
+        _trash(entry.image_path)
+        if self.shown is not None and self.shown.entry_id == entry.id:
+            self.shown = None
+            self.previewView.clear()
+            self.imageInfoLabel.setText("")
+            self._update_image_actions()
+        self.historyList.selectionModel().clearSelection()
+        self.refresh_history()
+        # Keep the keyboard in the list: move to the neighbour of the deleted row.
+        if self.historyModel.rowCount():
+            neighbour = self.historyModel.index(min(row, self.historyModel.rowCount() - 1))
+            self._selecting_quietly = True
+            try:
+                self.historyList.selectionModel().setCurrentIndex(neighbour, QItemSelectionModel.SelectionFlag.Current)
+            finally:
+                self._selecting_quietly = False
+        self._update_history_actions()
+
+    # ======================================================================================
+    # drag and drop of images made by the app (or the mlx-flux CLI)
+    # ======================================================================================
+    def _dropped_image(self, mime: QMimeData) -> Path | None:
+        for url in mime.urls() if mime.hasUrls() else []:
+            if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
+                return Path(url.toLocalFile())
+        return None
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        # Our own drag-out passing over the window is not a request to restore.
+        if event.source() is None and self._dropped_image(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        path = self._dropped_image(event.mimeData())
+        if path is not None:
+            event.acceptProposedAction()
+            self.restore_from_file(path)
+
+    def restore_from_file(self, path: Path) -> bool:
+        """Read the generation settings stored in `path` and put them in the controls."""
+        try:
+            from mlx_flux.metadata import read_metadata
+
+            metadata = read_metadata(path)
+        except Exception:
+            log.exception("reading %s failed", path)
+            metadata = None
+        params = params_from_metadata(metadata) if metadata else None
+        if params is None:
+            self.show_message(f"“{path.name}” has no mlx-flux settings in it, so there is nothing to restore.",
+                              "info")
+            return False
+        model = self._model_for_name(params.model)
+        restored = params.with_(model=model, quantize=self.controls.quantize())
+        self.restore_params(restored)
+        image = QImage(str(path))
+        if not image.isNull():
+            self.show_image(Shown(image, restored, dict(metadata or {}), path))
+        self.messageBar.dismiss()
+        self.statusBar().showMessage(f"Settings restored from {path.name}", 4000)
+        return True
+
+    def _model_for_name(self, name: str) -> str:
+        """The loadable model behind a metadata `model` name; the current one if unknown."""
+        current = self.controls.current_model()
+        if not name:
+            return current
+        if self.model_info is not None and name in (self.model_info.name, self.model_info.choice.source):
+            return self.model_info.choice.source
+        combo = self.modelCombo
+        for i in range(combo.count()):
+            source = combo.itemData(i)
+            if name in (source, combo.itemText(i)) or display_name(source) == display_name(name):
+                return source
+        return current
+
+    # ======================================================================================
+    # messages, about, closing
+    # ======================================================================================
+    def show_message(self, text: str, kind: str = "error") -> None:
+        log.info("message (%s): %s", kind, text)
+        self.messageBar.show_message(text, kind)
+
+    def about(self) -> None:
+        from mlx_flux import __version__
+
+        QMessageBox.about(self, f"About {APP_DISPLAY_NAME}",
+                          f"<b>{APP_DISPLAY_NAME}</b> {__version__}<br>FLUX.1 text-to-image, computed natively "
+                          f"with MLX.<br><br>Data folder:<br>{self.data_dir.root}")
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self._closed:
+            self._closed = True
+            try:
+                self.save_settings()
+            except Exception:
+                log.exception("saving settings failed")
+            self.queue.shutdown()
+            self.history.close()
+        super().closeEvent(event)
+
+
+def _trash(path: Path) -> None:
+    """Move an image to the Trash (recoverable); delete it if there is no Trash."""
+    from PySide6.QtCore import QFile
+
+    if not path.exists():
+        return
+    try:
+        if not QFile.moveToTrash(str(path))[0]:
+            path.unlink()
+    except OSError:
+        log.exception("could not remove %s", path)
