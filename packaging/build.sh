@@ -46,6 +46,11 @@ command -v "$PYTHON" >/dev/null || die "no Python interpreter '$PYTHON' (set PYT
   || die "$PYTHON is $("$PYTHON" -V 2>&1); Python 3.10 or newer is needed"
 
 mkdir -p "$BUILD"
+# One build at a time per build folder (tests and people may start it side by side).
+if command -v flock >/dev/null; then
+  exec 9>"$BUILD/.lock"
+  flock 9
+fi
 if [ "${MLXFLUX_CLEAN:-0}" = 1 ]; then
   log "cleaning $BUILD"
   rm -rf "$VENV" "$BUILD/pyinstaller" "$BUILD/dist"
