@@ -119,6 +119,7 @@ class ControlsPanel(QWidget):
         self.promptEdit.setTabChangesFocus(True)
         self.promptEdit.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.promptEdit.setMinimumHeight(90)
+        self.promptEdit.setMaximumHeight(260)
         self.promptEdit.submitted.connect(self.generateRequested)
 
         # Size: two spin boxes, a swap button and aspect presets.
@@ -171,18 +172,6 @@ class ControlsPanel(QWidget):
         self.countSpin.setRange(1, 16)
         self.countSpin.setSuffix(" image(s)")
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Model", model_row)
-        form.addRow("Precision", self.quantizeCombo)
-        form.addRow("Size", size_row)
-        form.addRow("Aspect", self.aspectCombo)
-        form.addRow("Steps", steps_row)
-        self.guidanceLabel = QLabel("Guidance")
-        form.addRow(self.guidanceLabel, guidance_row)
-        form.addRow("Seed", seed_row)
-        form.addRow("Batch", self.countSpin)
-
         # Generate / Cancel.
         shortcut = QKeySequence(QKeyCombination(Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_Return))
         shortcut_text = shortcut.toString(QKeySequence.SequenceFormat.NativeText)
@@ -209,11 +198,30 @@ class ControlsPanel(QWidget):
         for w in (self.queueLabel, self.queueList):
             w.setVisible(False)
 
+        model_form = _form()
+        model_form.addRow("Model", model_row)
+        model_form.addRow("Precision", self.quantizeCombo)
+        settings_form = _form()
+        settings_form.addRow("Size", size_row)
+        settings_form.addRow("Aspect", self.aspectCombo)
+        settings_form.addRow("Steps", steps_row)
+        self.guidanceLabel = QLabel("Guidance")
+        settings_form.addRow(self.guidanceLabel, guidance_row)
+        settings_form.addRow("Seed", seed_row)
+        settings_form.addRow("Batch", self.countSpin)
+
+        # Top to bottom in the order a person works: model, prompt, go, then the finer settings.
+        layout.addLayout(model_form)
+        prompt_label = QLabel("Prompt")
+        prompt_label.setBuddy(self.promptEdit)
+        layout.addWidget(prompt_label)
         layout.addWidget(self.promptEdit, 1)
-        layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addSpacing(6)
+        layout.addLayout(settings_form)
         layout.addWidget(self.queueLabel)
         layout.addWidget(self.queueList)
+        layout.addStretch(0)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802
         if obj is self.queueList and event.type() == QEvent.Type.KeyPress:
@@ -350,6 +358,13 @@ class ControlsPanel(QWidget):
         """While the queue runs, Generate still works (it queues); Cancel becomes available."""
         self.cancelButton.setEnabled(busy)
         self.generateButton.setText("Add to Queue" if busy else "Generate")
+
+
+def _form() -> QFormLayout:
+    form = QFormLayout()
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.setContentsMargins(0, 0, 0, 0)
+    return form
 
 
 def _row(main: QWidget, side: QWidget) -> QHBoxLayout:

@@ -21,7 +21,7 @@ class ImageView(QWidget):
         self._drag_start: QPoint | None = None
         self.drag_mime: Callable[[], QMimeData | None] | None = None  # set by the window
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(240, 240)
+        self.setMinimumSize(200, 200)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
     # -- content -------------------------------------------------------------------------

@@ -205,15 +205,19 @@ class MainWindow(QMainWindow):
         for widget, stretch in ((self.controls, 0), (center, 1), (right, 0)):
             self.splitter.addWidget(widget)
             self.splitter.setStretchFactor(self.splitter.count() - 1, stretch)
-        self.controls.setMinimumWidth(280)
-        right.setMinimumWidth(260)
+        self.controls.setMinimumWidth(250)
+        right.setMinimumWidth(200)
         self.splitter.setSizes([320, 680, 320])
         self.setCentralWidget(self.splitter)
 
         self.modelStatusLabel = QLabel()
         self.modelStatusLabel.setObjectName("modelStatusLabel")
         self.statusBar().addPermanentWidget(self.modelStatusLabel)
-        self.resize(1320, 820)
+        # First launch: generous but within the screen (saved geometry replaces this later).
+        screen = QGuiApplication.primaryScreen()
+        available = screen.availableGeometry().size() if screen else None
+        self.resize(min(1320, int(available.width() * 0.92)) if available else 1320,
+                    min(820, int(available.height() * 0.9)) if available else 820)
 
     def _action(self, text: str, slot, shortcut: QKeySequence | str | list | None = None,
                 name: str | None = None, tip: str | None = None) -> QAction:
@@ -298,6 +302,7 @@ class MainWindow(QMainWindow):
         self.deleteButton.clicked.connect(self.delete_selected)
         self.historySearch.textChanged.connect(lambda _: self.refresh_history())
         self.historyList.selectionModel().currentChanged.connect(self._on_history_current)
+        self.historyList.selectionModel().selectionChanged.connect(lambda *_: self._update_history_actions())
 
         q.changed.connect(self._on_queue_changed)
         q.loadProgress.connect(self._on_load_progress)
@@ -837,7 +842,8 @@ def _trash(path: Path) -> None:
     if not path.exists():
         return
     try:
-        if not QFile.moveToTrash(str(path))[0]:
+        moved = QFile.moveToTrash(str(path))
+        if not (moved[0] if isinstance(moved, tuple) else moved):  # the return type varies by binding
             path.unlink()
     except OSError:
         log.exception("could not remove %s", path)

@@ -152,8 +152,8 @@ class Worker(QObject):
 
     @Slot()
     def unload(self) -> None:
+        """Let go of the model (at shutdown: the process is about to free everything anyway)."""
         self._pipe = self._info = None
-        _free_memory()
 
     # -- internals --------------------------------------------------------------------------
     def _run(self, job: Job) -> None:

@@ -97,3 +97,50 @@ def open_window(qtbot, data_dir: Path, model: Path | str | None = None, extra: l
 def wait_ready(qtbot, window) -> None:
     """Until the model is loaded (or failed) and nothing is queued."""
     qtbot.waitUntil(lambda: window.queue.loading is None and not window.queue.is_busy(), timeout=TIMEOUT)
+
+
+_PIPELINES: dict = {}
+
+
+def caching_loader(loads: list | None = None):
+    """The real loader, but each model is loaded once per test session.
+
+    Loading is covered by the tests that switch models; everywhere else this keeps the run
+    short. Progress is still reported, as the real loader would.
+    """
+    import app.worker as worker_module
+
+    real = worker_module.load_pipeline
+
+    def load(choice, progress):
+        if loads is not None:
+            loads.append(choice)
+        if choice not in _PIPELINES:
+            _PIPELINES[choice] = real(choice, progress)
+        else:
+            progress("Ready", 1.0)
+        return _PIPELINES[choice]
+
+    return load
+
+
+def set_spin(qtbot, spin, value: int) -> None:
+    """Select the spin box text and type a new value, as a person would."""
+    from PySide6.QtCore import Qt
+
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, str(value))
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    assert spin.value() == value
+
+
+def type_prompt(qtbot, window, text: str) -> None:
+    window.promptEdit.setFocus()
+    window.promptEdit.selectAll()
+    qtbot.keyClicks(window.promptEdit, text)
+
+
+def small(qtbot, window, size: int = 64) -> None:
+    set_spin(qtbot, window.widthSpin, size)
+    set_spin(qtbot, window.heightSpin, size)

@@ -91,14 +91,15 @@ def test_cancel_running_job_stops_between_steps(qtbot, queue, fake):
     cancelled, finished = [], []
     queue.cancelled.connect(cancelled.append)
     queue.finished.connect(finished.append)
-    job, pending = queue.submit([params(steps=10), params(steps=10)])
-    qtbot.waitUntil(lambda: queue.running is not None and queue.running.id == job.id, timeout=TIMEOUT)
+    with qtbot.waitSignal(queue.progress, timeout=TIMEOUT):  # step 1 is under way
+        job, pending = queue.submit([params(steps=10), params(steps=10)])
     queue.cancel_all()
     gate.set()
     qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
     assert {j.id for j in cancelled} == {job.id, pending.id}
     assert finished == []
     assert len(fake.calls) == 1  # the pending one never ran
+    assert queue.worker._cancelled_jobs == set()  # nothing left behind to cancel a later job
     # Ready for the next run.
     with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):
         queue.submit([params()])
