@@ -151,16 +151,19 @@ def cmd_generate(args) -> int:
     from .pipeline import FluxPipeline
 
     status = _Status(args.quiet)
-    t0 = time.perf_counter()
-    pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
-                                        progress=status.loading, low_memory=args.low_memory)
-    status.done_loading(time.perf_counter() - t0)
-    options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
-                   callback=status.step)
-    if len(seeds) == 1:
-        results = [pipe.generate(args.prompt, seed=seeds[0], **options)]
-    else:
-        results = pipe.generate_batch(args.prompt, seeds=seeds, **options)
+    try:
+        t0 = time.perf_counter()
+        pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
+                                            progress=status.loading, low_memory=args.low_memory)
+        status.done_loading(time.perf_counter() - t0)
+        options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
+                       callback=status.step)
+        if len(seeds) == 1:
+            results = [pipe.generate(args.prompt, seed=seeds[0], **options)]
+        else:
+            results = pipe.generate_batch(args.prompt, seeds=seeds, **options)
+    finally:
+        status.clear()
     if results[0].prompt_truncated:
         print("mlx-flux: warning: the prompt is longer than the text encoders read; the end was cut off",
               file=sys.stderr)
@@ -182,19 +185,29 @@ def _distributed_world() -> int:
 
 
 class _Status:
-    """Progress on stderr: loading messages and a step bar (silent when not a terminal is fine)."""
+    """Progress on stderr: one rewritten line on a terminal, plain lines in a log."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
+        self.tty = sys.stderr.isatty()
         self._last = ""
 
     def _write(self, text: str, end: str = "\r") -> None:
         if self.quiet:
             return
+        if not self.tty:
+            end = "\n"
         pad = max(0, len(self._last) - len(text))
         sys.stderr.write(text + " " * pad + end)
         sys.stderr.flush()
         self._last = "" if end == "\n" else text
+
+    def clear(self) -> None:
+        """Erase a pending transient line, so what follows (an error, say) starts clean."""
+        if self._last:
+            sys.stderr.write("\r" + " " * len(self._last) + "\r")
+            sys.stderr.flush()
+            self._last = ""
 
     def loading(self, message: str, fraction: float | None) -> None:
         pct = f" {fraction * 100:5.1f}%" if fraction is not None and fraction < 1 else ""
