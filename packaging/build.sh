@@ -78,8 +78,10 @@ else
   # Same dependencies; refresh only our own code (a few seconds, no network).
   "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation --force-reinstall "$ROOT" >&2
 fi
-# pip builds the project in the source tree; don't leave its scratch files behind.
-rm -rf "$ROOT/build/lib" "$ROOT/build/bdist."* "$ROOT"/*.egg-info
+# pip builds the project in the source tree (build/lib, build/bdist.*); drop those copies so
+# nothing stale is ever mistaken for the source. (*.egg-info is left alone: an editable
+# development install may share it.)
+rm -rf "$ROOT/build/lib" "$ROOT/build/bdist."*
 
 # --- 2. freeze ---------------------------------------------------------------------------
 log "running PyInstaller"
