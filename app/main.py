@@ -53,14 +53,16 @@ def create_app(argv: list[str] | None = None) -> tuple[QApplication, MainWindow]
     data_dir = DataDir((args.data_dir or default_data_dir()).expanduser().resolve())
     problems = []
     if (problem := data_dir.prepare()) is not None:
-        problems.append(problem)
-    _log_to(data_dir)
-    try:
-        history = HistoryStore(data_dir.database, data_dir.root)
-    except HistoryError as exc:
-        # Keep the file untouched for the person (or a newer app) to deal with; run without it.
-        problems.append(f"{exc}. This session's images are saved but not kept in the history.")
+        problems.append(f"{problem} Images and history can't be saved in this session; use Export.")
         history = HistoryStore.in_memory(data_dir.root)
+    else:
+        _log_to(data_dir)
+        try:
+            history = HistoryStore(data_dir.database, data_dir.root)
+        except HistoryError as exc:
+            # Keep the file untouched for the person (or a newer app) to deal with; run without it.
+            problems.append(f"{exc}. This session's images are saved, but not kept in the history.")
+            history = HistoryStore.in_memory(data_dir.root)
     settings = Settings(data_dir.settings)
     model = str(Path(args.model).expanduser().resolve()) if args.model and Path(args.model).expanduser().exists() \
         else args.model

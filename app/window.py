@@ -102,8 +102,8 @@ class MainWindow(QMainWindow):
         app = QGuiApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.queue.shutdown)
-        for problem in startup_problems or []:
-            self.show_message(problem, "warning")
+        if startup_problems:
+            self.show_message("\n".join(startup_problems), "warning")
 
     # ======================================================================================
     # construction
