@@ -1,4 +1,5 @@
-"""The frozen app, as a user gets it: packaging/build.sh builds the bundle, then it runs with
+"""Packaging: quick checks of the sources (entry dispatch, icons, no `packaging` shadowing), then
+the frozen app as a user gets it: packaging/build.sh builds the bundle, and it runs with
 nothing but the bundle (no Python environment on PATH, no PYTHONPATH, outside the repo).
 
 The build takes a few minutes from scratch (it makes its own venv under build/); a second
@@ -7,6 +8,7 @@ run reuses that venv and only refreezes.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -21,10 +23,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_SH = ROOT / "packaging" / "build.sh"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(sys.platform not in ("linux", "darwin"), reason="the bundle is built on Linux and macOS"),
-]
+def _slow(test):
+    """Tests of the built bundle: slow (they need build.sh), and only where it builds."""
+    test = pytest.mark.slow(test)
+    return pytest.mark.skipif(sys.platform not in ("linux", "darwin"),
+                              reason="the bundle is built on Linux and macOS")(test)
 
 # What Qt prints when a plugin is missing or cannot be loaded from the bundle.
 QT_PLUGIN_ERRORS = re.compile(
@@ -34,6 +37,64 @@ QT_PLUGIN_ERRORS = re.compile(
     re.IGNORECASE,
 )
 
+
+# --- quick checks of the packaging sources ----------------------------------------------------
+
+def test_packaging_folder_does_not_shadow_the_packaging_library():
+    assert not (ROOT / "packaging" / "__init__.py").exists()
+    proc = subprocess.run([sys.executable, "-c", "import packaging.version as v; print(v.__file__)"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).parent.parent != ROOT
+
+
+def test_icons_are_generated_at_every_size():
+    res = ROOT / "resources"
+    with Image.open(res / "icon.png") as img:
+        assert img.size == (1024, 1024) and img.mode == "RGBA"
+        assert img.getpixel((0, 0))[3] == 0 and img.getpixel((512, 512))[3] == 255  # rounded shape, opaque body
+    for n in (16, 32, 64, 128, 256, 512):
+        with Image.open(res / f"icon_{n}.png") as img:
+            assert img.size == (n, n)
+    with Image.open(res / "icon.icns") as img:
+        assert img.format == "ICNS"
+    assert (res / "make_icons.py").is_file()
+
+
+def _load_entry():
+    spec = importlib.util.spec_from_file_location("mlxflux_frozen_entry", ROOT / "packaging" / "entry.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv", [["generate", "--model", "m"], ["info", "x.png"], ["download", "m"],
+                                  ["quantize", "m", "--bits", "4"], ["--help"], ["--version"]])
+def test_entry_sends_subcommands_to_the_cli(monkeypatch, argv):
+    import app.main
+    import mlx_flux.cli
+
+    calls = []
+    monkeypatch.setattr(mlx_flux.cli, "main", lambda args=None: calls.append(("cli", args)) or 0)
+    monkeypatch.setattr(app.main, "main", lambda *a, **k: calls.append(("gui", None)) or 0)
+    assert _load_entry().main(argv) == 0
+    assert calls == [("cli", argv)]
+
+
+@pytest.mark.parametrize("argv", [[], ["--model", "/m", "--data-dir", "/d"], ["-psn_0_1234"]])
+def test_entry_opens_the_gui_otherwise(monkeypatch, argv):
+    import app.main
+    import mlx_flux.cli
+
+    calls = []
+    monkeypatch.setattr(mlx_flux.cli, "main", lambda args=None: calls.append(("cli", args)) or 0)
+    monkeypatch.setattr(app.main, "main", lambda *a, **k: calls.append(("gui", list(sys.argv[1:]))) or 0)
+    monkeypatch.setattr(sys, "argv", ["mlx-flux", *argv])
+    assert _load_entry().main() == 0
+    assert calls == [("gui", [a for a in argv if not a.startswith("-psn_")])]
+
+
+# --- the built bundle ----------------------------------------------------------------------------
 
 def _version() -> str:
     text = (ROOT / "pyproject.toml").read_text("utf-8")
@@ -86,6 +147,7 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 2**20
 
 
+@_slow
 def test_bundle_is_lean(bundle_exe):
     root = _bundle_dir(bundle_exe)
     names = {p.name for p in root.rglob("*")}
@@ -100,6 +162,7 @@ def test_bundle_is_lean(bundle_exe):
     assert size < 400, f"bundle grew to {size:.0f} MiB"
 
 
+@_slow
 def test_bundle_has_mlx_and_qt_plugins(bundle_exe):
     root = _bundle_dir(bundle_exe)
     libs = [p.name for p in root.rglob("libmlx.*")]
@@ -112,6 +175,7 @@ def test_bundle_has_mlx_and_qt_plugins(bundle_exe):
         assert {"libqxcb.so", "libqoffscreen.so", "libqwayland.so"} <= platforms, platforms
 
 
+@_slow
 def test_frozen_cli_version_and_help(bundle_exe, tmp_path):
     env = _bare_env(tmp_path)
     proc = subprocess.run([str(bundle_exe), "--version"], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -124,6 +188,7 @@ def test_frozen_cli_version_and_help(bundle_exe, tmp_path):
     assert "generate" in proc.stdout
 
 
+@_slow
 def test_frozen_generate_writes_png(bundle_exe, tiny_schnell, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -145,6 +210,7 @@ def test_frozen_generate_writes_png(bundle_exe, tiny_schnell, tmp_path):
         assert "a lighthouse at dusk" in img.info.get("parameters", "")
 
 
+@_slow
 def test_frozen_cli_bad_input_is_one_line(bundle_exe, tmp_path):
     proc = subprocess.run(
         [str(bundle_exe), "generate", "--model", str(tmp_path / "no-such-model"), "--prompt", "x",
@@ -185,6 +251,7 @@ def _launch_gui(exe: Path, model: Path, tmp_path: Path, env: dict[str, str], sec
     return output
 
 
+@_slow
 def test_frozen_gui_starts_offscreen(bundle_exe, tiny_schnell, tmp_path):
     env = _bare_env(tmp_path / "home", QT_QPA_PLATFORM="offscreen")
     _launch_gui(bundle_exe, tiny_schnell, tmp_path, env)
@@ -192,6 +259,7 @@ def test_frozen_gui_starts_offscreen(bundle_exe, tiny_schnell, tmp_path):
     assert (tmp_path / "data").is_dir()
 
 
+@_slow
 @pytest.mark.skipif(not shutil.which("Xvfb") or sys.platform != "linux",
                     reason="needs Xvfb (Debian package xvfb) to try the xcb platform plugin")
 def test_frozen_gui_starts_on_x11(bundle_exe, tiny_schnell, tmp_path):
