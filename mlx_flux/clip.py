@@ -19,7 +19,7 @@ from .weights import (
     WeightError,
     apply_weights,
     default_dtype,
-    load_config,
+    read_config,
     load_safetensors,
     parse_dtype,
     shard_files,
@@ -207,19 +207,10 @@ def load_clip(folder: str | Path, dtype: mx.Dtype | str | None = None) -> CLIPTe
     # 1. the files: checks the folder and every shard exist before anything is read
     files = shard_files(folder)
     # 2. the model, sized by config.json alone
-    config = _read_config(folder)
+    config = read_config(folder, CLIPConfig.from_dict, "CLIP")
     model = CLIPTextModel(config)
     # 3. the weights: mapped lazily, renamed, cast once, then materialised
     weights = model.sanitize(load_safetensors(files))
     apply_weights(model, weights, f"CLIP text encoder ({folder})", dtype=dtype)
     mx.eval(model.parameters())
     return model
-
-
-def _read_config(folder: Path) -> CLIPConfig:
-    try:
-        return CLIPConfig.from_dict(load_config(folder))
-    except WeightError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise WeightError(f"unusable CLIP config.json in {folder}: {e}") from e

@@ -22,7 +22,7 @@ from .weights import (
     WeightError,
     apply_weights,
     default_dtype,
-    load_config,
+    read_config,
     load_safetensors,
     parse_dtype,
     shard_files,
@@ -274,7 +274,7 @@ def load_t5(folder: str | Path, dtype: mx.Dtype | str | None = None) -> T5Encode
     # 1. the files: checks the folder and every shard (via the index) exist before reading
     files = shard_files(folder)
     # 2. the model, sized by config.json alone
-    config = _read_config(folder)
+    config = read_config(folder, T5Config.from_dict, "T5")
     model = T5Encoder(config)
     # 3. the weights: mapped lazily, renamed, cast once, then materialised
     weights = model.sanitize(load_safetensors(files))
@@ -282,12 +282,3 @@ def load_t5(folder: str | Path, dtype: mx.Dtype | str | None = None) -> T5Encode
     apply_weights(model, weights, f"T5 text encoder ({folder})", dtype=dtype, keep_float32=keep_float32)
     mx.eval(model.parameters())
     return model
-
-
-def _read_config(folder: Path) -> T5Config:
-    try:
-        return T5Config.from_dict(load_config(folder))
-    except WeightError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise WeightError(f"unusable T5 config.json in {folder}: {e}") from e

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping, TypeVar
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .errors import FluxError
+
+T = TypeVar("T")
 
 
 class WeightError(FluxError, ValueError):
@@ -110,6 +112,17 @@ def load_config(folder: Path, name: str = "config.json") -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise WeightError(f"corrupt {name} in {folder}: {e}") from e
+
+
+def read_config(folder: Path, from_dict: Callable[[dict], T], component: str) -> T:
+    """Build a config object from `folder/config.json`; any field problem becomes a WeightError."""
+    raw = load_config(folder)
+    try:
+        return from_dict(raw)
+    except WeightError:
+        raise
+    except (TypeError, ValueError, KeyError) as e:
+        raise WeightError(f"unusable {component} config.json in {folder}: {e}") from e
 
 
 def config_dtype(config: Mapping) -> str | None:
