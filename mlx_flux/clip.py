@@ -16,7 +16,6 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .weights import (
-    WeightError,
     apply_weights,
     default_dtype,
     read_config,

@@ -19,7 +19,6 @@ import mlx.nn as nn
 import numpy as np
 
 from .weights import (
-    WeightError,
     apply_weights,
     default_dtype,
     read_config,
