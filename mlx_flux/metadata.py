@@ -47,11 +47,18 @@ def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str,
             image.save(f, format="PNG", pnginfo=info)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved image is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -21,6 +21,15 @@ def test_round_trip(tmp_path):
         assert im.text["parameters"].startswith("a red fox, snow\nsecond line\nSteps: 28, Sampler:")
 
 
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_png(Image.new("RGB", (4, 4)), tmp_path / "p.png", META)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_parameters_text_is_parsed_back():
     meta = parse_parameters(parameters_text(META))
     assert meta == META
