@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hub
+from . import hub, quantized_io
 from .errors import ModelNotFoundError
 from .weights import WeightError, read_header
 
@@ -33,6 +33,7 @@ class ModelFiles:
     tokenizer: Path
     tokenizer_2: Path
     scheduler: dict | None         # scheduler_config.json, if the layout has one
+    quantized: dict | None = None  # the manifest of our quantized folder (see quantized_io)
 
 
 def detect_variant(transformer: Path) -> str:
@@ -53,6 +54,8 @@ def find_files(model: str | os.PathLike, base: str | os.PathLike | None = None,
         return _single_file(path, name, base, progress)
     if not path.is_dir():
         raise ModelNotFoundError(f"no such model file or folder: {path}")
+    if quantized_io.is_quantized_folder(path):
+        return _quantized_folder(path, name)
     if not (path / "transformer").is_dir():
         roots = sorted(path.glob("flux1-*.safetensors")) + sorted(path.glob("flux1-*.sft"))
         if roots:
@@ -75,6 +78,23 @@ def _folder(path: Path, name: str) -> ModelFiles:
         tokenizer=path / "tokenizer",
         tokenizer_2=path / "tokenizer_2",
         scheduler=_json(path / "scheduler" / "scheduler_config.json"),
+    )
+
+
+def _quantized_folder(path: Path, name: str) -> ModelFiles:
+    """A folder written by `mlx-flux quantize` (its manifest is checked before anything is read)."""
+    manifest = quantized_io.read_manifest(path)
+    return ModelFiles(
+        name=name,
+        transformer=path / "transformer",
+        transformer_config=None,  # ours lives in the manifest
+        vae=path / "vae",
+        text_encoder=path / "text_encoder",
+        text_encoder_2=path / "text_encoder_2",
+        tokenizer=path / "tokenizer",
+        tokenizer_2=path / "tokenizer_2",
+        scheduler=_json(path / "scheduler" / "scheduler_config.json"),
+        quantized=manifest,
     )
 
 

@@ -18,13 +18,12 @@ import mlx.core as mx
 import numpy as np
 from PIL import Image
 
-from . import __version__, hub, sampler
+from . import __version__, hub, quantized_io, sampler
 from .autoencoder import load_autoencoder
 from .clip import load_clip
 from .errors import FluxError
 from .loading import ModelFiles, find_files
 from .preview import LatentPreviewer
-from .t5 import load_t5
 from .tokenizers import CLIPTokenizer, T5Tokenizer
 from .transformer import load_transformer
 from .weights import default_dtype, parse_dtype
@@ -112,12 +111,12 @@ class FluxPipeline:
         files = find_files(model, base, progress)
         if progress:
             progress("Loading transformer", None)
-        config = _transformer_config(files)
-        transformer = load_transformer(files.transformer, dtype=dt, config=config)
-        if quantize:
-            from .quantize import quantize_module
-
-            quantize_module(transformer, quantize)
+        if files.quantized is not None:  # our quantized folder: loads as stored, never in full precision
+            quantize = quantized_io.check_requested_bits(files.quantized, files.transformer.parent, quantize)
+            transformer = quantized_io.load_transformer(files.transformer.parent, files.quantized, dtype=dt)
+        else:  # quantize=N quantizes each block as it is read
+            transformer = load_transformer(files.transformer, dtype=dt, config=_transformer_config(files),
+                                           quantize=quantize)
         if progress:
             progress("Loading VAE", None)
         vae = load_autoencoder(files.vae, dtype=dt)
@@ -134,11 +133,8 @@ class FluxPipeline:
         if self._clip is None:
             self._clip = load_clip(self.files.text_encoder, dtype=self.dtype)
         if self._t5 is None:
-            self._t5 = load_t5(self.files.text_encoder_2, dtype=self.dtype)
-            if self.quantize:
-                from .quantize import quantize_module
-
-                quantize_module(self._t5, self.quantize)
+            self._t5 = quantized_io.load_text_encoder_2(self.files.text_encoder_2, self.dtype, self.quantize,
+                                                        manifest=self.files.quantized)
         return self._clip, self._t5
 
     def release_text_encoders(self) -> None:

@@ -360,12 +360,15 @@ _SINGLE_FUSED = {p: "linear1" for p in _FUSION_ORDER["linear1"]}
 
 
 def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
-                     config: FluxConfig | Mapping[str, Any] | None = None) -> Flux:
+                     config: FluxConfig | Mapping[str, Any] | None = None, quantize: int | None = None) -> Flux:
     """Load the flow transformer from a diffusers `transformer/` folder or a BFL single file.
 
     `dtype` None means the device's best (bfloat16 on a GPU, float32 on the CPU). A single
     file carries no config: it is inferred from tensor shapes unless `config` is given
     (a FluxConfig, our field names, or a diffusers config.json dict).
+
+    `quantize` 4 or 8 quantizes each block as it is read (see `quantize.quantize_blockwise`),
+    so the full-precision model never exists in memory.
     """
     # 1. find the weights and the config
     path = Path(path)
@@ -398,6 +401,10 @@ def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
     #    once a fused tensor is built its pieces are released)
     apply_weights(model, weights, "transformer", dtype=parse_dtype(dtype) or default_dtype())
     del weights
+    if quantize:
+        from .quantize import quantize_blockwise
+
+        quantize_blockwise(model, quantize)
     for block in (*model.double_blocks, *model.single_blocks):
         mx.eval(block.parameters())
     mx.eval(model.parameters())
