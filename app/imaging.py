@@ -11,11 +11,19 @@ THUMBNAIL_SIZE = 192  # px on the long side: crisp at 96 pt on a Retina display
 
 
 def pil_to_qimage(image: Image.Image) -> QImage:
-    """A QImage that owns its pixels (safe to send across threads after the PIL image is gone)."""
-    rgb = image.convert("RGB")
-    data = rgb.tobytes()
-    qimage = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888)
-    return qimage.copy()  # detach from `data`, which Python will free
+    """A QImage that owns its pixels (safe to send across threads after the PIL image is gone).
+
+    The pixels are copied into memory Qt allocated: wrapping a Python bytes object in a
+    QImage ties its lifetime to Qt's, which PySide has been seen to get wrong at exit. Four
+    bytes per pixel keep every row aligned, so one copy fills the whole image.
+    """
+    rgbx = image.convert("RGBX")
+    qimage = QImage(rgbx.width, rgbx.height, QImage.Format.Format_RGBX8888)
+    if qimage.isNull():  # zero-sized, or no memory for it
+        return qimage
+    assert qimage.bytesPerLine() == 4 * rgbx.width
+    qimage.bits()[:] = rgbx.tobytes()
+    return qimage
 
 
 def qimage_to_pil(qimage: QImage) -> Image.Image:
