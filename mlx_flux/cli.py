@@ -140,9 +140,14 @@ def cmd_generate(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise UsageError("--steps must be at least 1")
     seeds = _seed_list(args)
-    paths = _output_paths(args.output, seeds, args.overwrite)
+    distributed = args.split_model or _distributed_world() > 1
+    if distributed and _distributed_rank() != 0:
+        # Only rank 0 writes images: another machine's ranks need not have the output folder.
+        paths = []
+    else:
+        paths = _output_paths(args.output, seeds, args.overwrite)
 
-    if args.split_model or _distributed_world() > 1:
+    if distributed:
         from .distributed import run_generate_distributed
 
         return run_generate_distributed(args, seeds, paths)
@@ -174,14 +179,16 @@ def cmd_generate(args) -> int:
 
 
 def _distributed_world() -> int:
-    # mlx.launch sets these for every rank; without them we are a single process.
-    for var in ("MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE"):
-        if os.environ.get(var):
-            try:
-                return int(os.environ[var])
-            except ValueError:
-                pass
-    return 1
+    """How many processes a launcher started (1 when run plainly), read without connecting."""
+    from .distributed import launched_world_size
+
+    return launched_world_size()
+
+
+def _distributed_rank() -> int:
+    from .distributed import launched_rank
+
+    return launched_rank()
 
 
 class _Status:

@@ -360,12 +360,16 @@ _SINGLE_FUSED = {p: "linear1" for p in _FUSION_ORDER["linear1"]}
 
 
 def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
-                     config: FluxConfig | Mapping[str, Any] | None = None, quantize: int | None = None) -> Flux:
+                     config: FluxConfig | Mapping[str, Any] | None = None,
+                     blocks: tuple[range, range] | None = None, quantize: int | None = None) -> Flux:
     """Load the flow transformer from a diffusers `transformer/` folder or a BFL single file.
 
     `dtype` None means the device's best (bfloat16 on a GPU, float32 on the CPU). A single
     file carries no config: it is inferred from tensor shapes unless `config` is given
     (a FluxConfig, our field names, or a diffusers config.json dict).
+
+    `blocks` = (double, single) index ranges loads only those blocks (model parallel, see
+    `keep_blocks`); the small embedders and final layer are always loaded.
 
     `quantize` 4 or 8 quantizes each block as it is read (see `quantize.quantize_blockwise`),
     so the full-precision model never exists in memory.
@@ -396,6 +400,8 @@ def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
     if path.is_file():  # a single file's variant is what its tensors say, whatever config came with it
         config = dataclasses.replace(config, guidance_embed="guidance_in.in_layer.weight" in weights)
     model = Flux(config)
+    if blocks is not None:
+        weights = keep_blocks(model, weights, *blocks)
 
     # 3. load strictly, cast once, and read the file block by block (bounded peak memory:
     #    once a fused tensor is built its pieces are released)
@@ -409,3 +415,26 @@ def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
         mx.eval(block.parameters())
     mx.eval(model.parameters())
     return model
+
+
+def keep_blocks(model: Flux, weights: Mapping[str, mx.array], double: range,
+                single: range) -> dict[str, mx.array]:
+    """Keep only blocks double[i] and single[j] in `model`, and only their tensors in `weights`.
+
+    For model parallelism: a process holding a slice of the blocks never reads the others'
+    tensors (they are lazy and simply dropped), and the other blocks' random init, never
+    evaluated, costs nothing. Kept blocks are renumbered from 0, in order.
+    """
+    model.double_blocks = model.double_blocks[double.start:double.stop]
+    model.single_blocks = model.single_blocks[single.start:single.stop]
+    kept: dict[str, mx.array] = {}
+    for key, value in weights.items():
+        m = re.match(r"(double_blocks|single_blocks)\.(\d+)\.(.+)", key)
+        if m:
+            span = double if m.group(1) == "double_blocks" else single
+            i = int(m.group(2))
+            if i not in span:
+                continue
+            key = f"{m.group(1)}.{i - span.start}.{m.group(3)}"
+        kept[key] = value
+    return kept

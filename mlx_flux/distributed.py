@@ -1,0 +1,364 @@
+"""Scale-out over several processes or Macs with MLX's own distributed engine (`mx.distributed`).
+
+`mlx.launch` starts the same `mlx-flux generate ...` command once per rank (ring backend over
+TCP or a Thunderbolt bridge, or MPI); the ranks find each other through the environment the
+launcher sets. Two ways to share the work:
+
+- data parallel (default): the seeds are split across ranks; every rank loads the whole
+  pipeline and makes its share of the images, and rank 0 gathers them (`all_gather`) and
+  writes them all. For more images per minute.
+- model parallel (`--split-model`): the transformer's blocks are split across ranks and each
+  rank loads only its own. Rank 0 alone holds the text encoders and the VAE and runs the
+  sampler; every step the activations go rank 0 -> 1 -> ... -> last with `send`/`recv`, and
+  the last rank sends the velocity back to rank 0. For a model that does not fit one machine.
+
+Both give the images of a single-process run, bit for bit in float32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from .errors import FluxError
+
+
+class DistributedError(FluxError):
+    """The launched processes could not work together (user-facing, one line)."""
+
+
+# --- where we are ---------------------------------------------------------------------------
+
+def launched_world_size() -> int:
+    """How many processes a launcher started (1 when run plainly), read without connecting.
+
+    mlx.launch's ring backend sets MLX_RANK and MLX_HOSTFILE (a JSON file listing one entry
+    per rank; it is empty for a single rank), its nccl backend MLX_WORLD_SIZE, its jaccl
+    backend MLX_IBV_DEVICES (a JSON matrix, one row per rank); mpirun sets OMPI_COMM_WORLD_SIZE.
+    """
+    for var in ("MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    for var in ("MLX_HOSTFILE", "MLX_IBV_DEVICES"):
+        path = os.environ.get(var)
+        if path:
+            try:
+                hosts = json.loads(Path(path).read_text() or "[]")
+            except (OSError, ValueError):
+                continue
+            if isinstance(hosts, list):
+                return max(1, len(hosts))
+    return 1
+
+
+def launched_rank() -> int:
+    for var in ("MLX_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def init_group() -> mx.distributed.Group:
+    """Connect to the other ranks (MLX picks the backend from the launcher's environment)."""
+    expected = launched_world_size()
+    try:
+        group = mx.distributed.init(strict=expected > 1)
+    except RuntimeError as e:
+        raise DistributedError(f"could not connect the {expected} launched processes: {e}") from None
+    if group.size() != expected:
+        raise DistributedError(f"the launcher started {expected} processes but MLX connected {group.size()}")
+    return group
+
+
+def share(seeds: Sequence[int], rank: int, size: int) -> list[int]:
+    """The contiguous slice of `seeds` rank `rank` makes: the first ranks take one more when
+    the seeds do not divide evenly, so gathering the slices in rank order restores the order."""
+    per = math.ceil(len(seeds) / size)
+    return list(seeds[rank * per : (rank + 1) * per])
+
+
+def agree_on_seeds(seeds: Sequence[int], group: mx.distributed.Group) -> list[int]:
+    """Rank 0's seeds, on every rank (`--count` draws its random start on each rank)."""
+    if group.size() == 1:
+        return list(seeds)
+    first = group.rank() == 0
+    n = int(mx.distributed.all_sum(mx.array([len(seeds) if first else 0]), group=group).item())
+    mine = mx.array(list(seeds) if first else [0] * n, dtype=mx.int64)
+    return [int(s) for s in mx.distributed.all_sum(mine, group=group).tolist()]
+
+
+def broadcast(x: mx.array | None, shape: Sequence[int], dtype: mx.Dtype, group: mx.distributed.Group) -> mx.array:
+    """Rank 0's `x` on every rank (a sum with zeros elsewhere: exact, and every backend has it)."""
+    if group.size() == 1:
+        return x
+    mine = x if group.rank() == 0 else mx.zeros(shape, dtype=dtype)
+    return mx.distributed.all_sum(mine, group=group)
+
+
+# --- data parallel ----------------------------------------------------------------------------
+
+def generate_data_parallel(pipe, prompt: str, seeds: Sequence[int], group: mx.distributed.Group,
+                           **options) -> tuple[list[np.ndarray], list]:
+    """Each rank makes its share of `seeds`; rank 0 returns every image (uint8 HxWx3, in seed
+    order) and its own results (for metadata); other ranks return ([], their results)."""
+    rank, size = group.rank(), group.size()
+    mine = share(seeds, rank, size)
+    results = pipe.generate_batch(prompt, seeds=mine, **options) if mine else []
+    width, height = options.get("width", 1024), options.get("height", 1024)
+    per = math.ceil(len(seeds) / size)
+    images = np.zeros((per, height, width, 3), dtype=np.uint8)  # ranks with fewer seeds send zeros
+    for i, r in enumerate(results):
+        images[i] = np.asarray(r.image)
+    gathered = mx.distributed.all_gather(mx.array(images), group=group) if size > 1 else mx.array(images)
+    if rank != 0:
+        mx.eval(gathered)
+        return [], results
+    everything = np.array(gathered)
+    return [everything[i] for i in range(len(seeds))], results
+
+
+# --- model parallel ---------------------------------------------------------------------------
+
+def partition(config, size: int) -> list[tuple[range, range]]:
+    """Split [double blocks..., single blocks...] into `size` contiguous slices of about equal
+    weight size (a double block holds ~2.4x the weights of a single one).
+
+    Returns per rank (double range, single range). A rank may get none when there are more
+    ranks than blocks; it then only passes the activations on.
+    """
+    h, m = config.hidden_size, config.mlp_hidden_dim
+    double = 2 * (3 * h * h + h * h + 2 * h * m + 6 * h * h)  # img and txt: qkv, proj, mlp, modulation
+    single = h * (3 * h + m) + (h + m) * h + 3 * h * h        # linear1, linear2, modulation
+    costs = [double] * config.depth + [single] * config.depth_single_blocks
+    total, done, owner = sum(costs), 0, []
+    for c in costs:  # a block goes to the rank whose share holds its midpoint
+        owner.append(min(size - 1, int((done + c / 2) * size // total)))
+        done += c
+    slices = []
+    for r in range(size):
+        idx = [i for i, o in enumerate(owner) if o == r]
+        lo, hi = (idx[0], idx[-1] + 1) if idx else (len(costs), len(costs))
+        d = range(min(lo, config.depth), min(hi, config.depth))
+        s = range(max(lo, config.depth) - config.depth, max(hi, config.depth) - config.depth)
+        slices.append((d, s))
+    return slices
+
+
+def modulation_vector(model, t: mx.array, cond, batch: int) -> mx.array:
+    """SiLU(time + guidance + pooled text): what every block is modulated by (as `Flux.step`)."""
+    from .layers import silu, timestep_embedding
+    from .transformer import TIME_DIM
+
+    t = mx.broadcast_to(mx.array(t), (batch,)).astype(model.dtype)
+    vec = model.time_in(timestep_embedding(t, TIME_DIM))
+    if cond.guidance is not None:
+        vec = vec + cond.guidance
+    return silu(vec + cond.vec)
+
+
+def run_blocks(model, x: mx.array, silu_vec: mx.array, pe: mx.array, txt_len: int) -> mx.array:
+    """This rank's blocks on the joint hidden state x = [txt ; img] tokens ([B, L+N, hidden]).
+
+    Mirrors `Flux.step`: double blocks keep the streams apart, and the streams are joined in
+    the same place, so the result is bit for bit the unsplit model's.
+    """
+    if model.double_blocks:
+        txt, img = x[:, :txt_len], x[:, txt_len:]
+        for block in model.double_blocks:
+            img, txt = block(img, txt, silu_vec, pe)
+        x = mx.concatenate([txt, img], axis=1)
+    for block in model.single_blocks:
+        x = block(x, silu_vec, pe)
+    return x
+
+
+# Every step, rank r sends rank r+1 a header and then [x ; silu_vec] as one array.
+_HEADER = 5                   # (command, batch, text tokens, latent rows/2, latent cols/2)
+_STEP, _STOP = 1, 0
+
+
+class SplitHead:
+    """Rank 0's stand-in for the transformer under `--split-model`.
+
+    It has what the pipeline uses (config, dtype, prepare, step), so the ordinary sampler,
+    progress, previews and decoding run unchanged on rank 0 while `step` runs the first
+    slice of blocks here and the rest on the other ranks.
+    """
+
+    def __init__(self, model, group: mx.distributed.Group):
+        self.model = model          # full config, embedders, final layer, and rank 0's blocks
+        self.config = model.config
+        self.group = group
+        self._grid = (0, 0)         # latent token grid (rows, cols) of the current generation
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        return self.model.dtype
+
+    def prepare(self, txt, y, img_ids, txt_ids, guidance=None):
+        # The other ranks rebuild the RoPE table from the token grid: two numbers, not the table.
+        ids = mx.array(img_ids).reshape(-1, 3)
+        self._grid = (int(ids[:, 1].max().item()) + 1, int(ids[:, 2].max().item()) + 1)
+        return self.model.prepare(txt, y, img_ids, txt_ids, guidance)
+
+    def step(self, img: mx.array, t: mx.array, cond) -> mx.array:
+        model, size = self.model, self.group.size()
+        b, n, _ = img.shape
+        txt_len = cond.txt.shape[1]
+        silu_vec = modulation_vector(model, t, cond, b)
+        txt = cond.txt if cond.txt.shape[0] == b else mx.broadcast_to(cond.txt, (b, *cond.txt.shape[1:]))
+        x = mx.concatenate([txt, model.img_in(img.astype(model.dtype))], axis=1)
+        x = run_blocks(model, x, silu_vec, cond.pe, txt_len)
+        if size == 1:
+            return model.final_layer(x[:, txt_len:], silu_vec)
+        header = mx.array([_STEP, b, txt_len, *self._grid], dtype=mx.int64)
+        mx.eval(mx.distributed.send(header, 1, group=self.group))
+        mx.eval(mx.distributed.send(mx.concatenate([x, silu_vec[:, None]], axis=1), 1, group=self.group))
+        return mx.distributed.recv((b, n, self.config.out_channels), model.dtype, size - 1, group=self.group)
+
+    compiled_step = step
+
+    def stop(self) -> None:
+        """Tell the other ranks that there is nothing more to do."""
+        if self.group.size() > 1:
+            header = mx.array([_STOP, 0, 0, 0, 0], dtype=mx.int64)
+            mx.eval(mx.distributed.send(header, 1, group=self.group))
+
+
+def serve_blocks(model, group: mx.distributed.Group) -> None:
+    """Ranks 1..n-1 under `--split-model`: run this rank's blocks on whatever arrives, until told to stop."""
+    from . import sampler
+    from .layers import embed_nd
+
+    rank, size = group.rank(), group.size()
+    last = rank == size - 1
+    tables: dict[tuple[int, int, int], mx.array] = {}
+    while True:
+        header = mx.distributed.recv((_HEADER,), mx.int64, rank - 1, group=group)
+        command, b, txt_len, rows, cols = (int(v) for v in header.tolist())
+        if not last:
+            mx.eval(mx.distributed.send(header, rank + 1, group=group))
+        if command == _STOP:
+            return
+        n = rows * cols
+        key = (txt_len, rows, cols)
+        if key not in tables:  # the RoPE table, as `Flux.prepare` builds it from the same ids
+            ids = mx.concatenate([sampler.text_ids(txt_len), sampler.image_ids(rows * 16, cols * 16)], axis=0)
+            tables[key] = embed_nd(ids, model.config.axes_dim, model.config.theta)
+            mx.eval(tables[key])
+        hidden = model.config.hidden_size
+        packet = mx.distributed.recv((b, txt_len + n + 1, hidden), model.dtype, rank - 1, group=group)
+        x, silu_vec = packet[:, :-1], packet[:, -1]
+        x = run_blocks(model, x, silu_vec, tables[key], txt_len)
+        if last:
+            out = model.final_layer(x[:, txt_len:], silu_vec)
+            mx.eval(mx.distributed.send(out, 0, group=group))
+        else:
+            mx.eval(mx.distributed.send(mx.concatenate([x, silu_vec[:, None]], axis=1), rank + 1, group=group))
+
+
+def full_config(files):
+    """The transformer's config before loading any weights (needed to split the blocks)."""
+    from .transformer import Flux, FluxConfig
+    from .weights import load_safetensors, shard_files
+
+    if files.transformer.is_dir() and files.transformer_config:
+        return FluxConfig.from_diffusers(files.transformer_config)
+    shards = shard_files(files.transformer) if files.transformer.is_dir() else [files.transformer]
+    return FluxConfig.from_weights(Flux.sanitize(load_safetensors(shards)))  # shapes only: nothing is read
+
+
+def load_split_transformer(files, rank: int, size: int, dtype, quantize: int | None = None):
+    """This rank's slice of the transformer (plus the small embedders and final layer)."""
+    from .transformer import load_transformer
+
+    if getattr(files, "quantized", None) is not None:
+        raise DistributedError("--split-model cannot load a quantized model folder yet; "
+                               "pass the original model with --quantize instead")
+    config = full_config(files)
+    blocks = partition(config, size)[rank]
+    kwargs = {"quantize": quantize} if quantize else {}
+    return load_transformer(files.transformer, dtype=dtype, config=config, blocks=blocks, **kwargs)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def run_generate_distributed(args, seeds: list[int], paths: list[Path]) -> int:
+    """`mlx-flux generate` under mlx.launch (or with --split-model): see the module docstring."""
+    from .cli import _Status
+    from .metadata import save_png
+
+    group = init_group()
+    rank = group.rank()
+    seeds = agree_on_seeds(seeds, group)  # rank 0's, for which `paths` were made
+    status = _Status(args.quiet or rank != 0)
+    options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance)
+    try:
+        if args.split_model:
+            images, results = _split_model(args, seeds, group, status, options)
+        else:
+            images, results = _data_parallel(args, seeds, group, status, options)
+    finally:
+        status.clear()
+    if rank != 0:
+        return 0
+    if results and results[0].prompt_truncated:
+        print("mlx-flux: warning: the prompt is longer than the text encoders read; the end was cut off",
+              file=sys.stderr)
+    from PIL import Image
+
+    for seed, image, path in zip(seeds, images, paths):
+        save_png(Image.fromarray(image, mode="RGB"), path, {**results[0].metadata, "seed": seed})
+        print(path)
+    return 0
+
+
+def _data_parallel(args, seeds, group, status, options):
+    import time
+
+    from .pipeline import FluxPipeline
+
+    t0 = time.perf_counter()
+    pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
+                                        progress=status.loading, low_memory=args.low_memory)
+    status.done_loading(time.perf_counter() - t0)
+    return generate_data_parallel(pipe, args.prompt, seeds, group, callback=status.step, **options)
+
+
+def _split_model(args, seeds, group, status, options):
+    import time
+
+    from .autoencoder import load_autoencoder
+    from .loading import find_files
+    from .pipeline import FluxPipeline
+    from .weights import default_dtype, parse_dtype
+
+    rank, size = group.rank(), group.size()
+    t0 = time.perf_counter()
+    dtype = parse_dtype(args.dtype) or default_dtype()
+    files = find_files(args.model, args.base, status.loading)
+    status.loading(f"Loading transformer blocks (rank {rank} of {size})", None)
+    model = load_split_transformer(files, rank, size, dtype, args.quantize)
+    if rank != 0:
+        serve_blocks(model, group)
+        return [], []
+    head = SplitHead(model, group)
+    status.loading("Loading VAE", None)
+    pipe = FluxPipeline(files, head, load_autoencoder(files.vae, dtype=dtype), dtype,
+                        low_memory=args.low_memory, quantize=args.quantize)
+    pipe.compile = False  # the step sends and receives: nothing to trace
+    status.done_loading(time.perf_counter() - t0)
+    try:
+        results = pipe.generate_batch(args.prompt, seeds=seeds, callback=status.step, **options)
+    finally:
+        head.stop()
+    return [np.asarray(r.image) for r in results], results
