@@ -193,6 +193,9 @@ class ControlsPanel(QWidget):
         self.queueList = name_widget(QListWidget(), "queueList", "Images waiting to be generated",
                                      "Select an item and press Delete to remove it from the queue")
         self.queueList.setMaximumHeight(130)
+        self.queueList.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.queueList.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.queueList.setUniformItemSizes(True)
         self.queueList.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.queueList.installEventFilter(self)
         for w in (self.queueLabel, self.queueList):

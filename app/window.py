@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -418,11 +417,14 @@ class MainWindow(QMainWindow):
         jobs = ([q.running] if q.running else []) + q.pending
         for job in jobs:
             prompt = " ".join(job.params.prompt.split())
-            prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
-            state = "▶ " if job is q.running else "◦ "
-            suffix = " (cancelling…)" if q.is_cancelling(job) else ""
-            self.queueList.addItem(f"{state}{prompt} · seed {job.params.seed}{suffix}")
-            self.queueList.item(self.queueList.count() - 1).setData(Qt.ItemDataRole.UserRole, job.id)
+            state = "▶" if job is q.running else "◦"
+            if q.is_cancelling(job):
+                state += " cancelling…"
+            # Seed first: it is what tells queued copies of one prompt apart; the view elides the rest.
+            self.queueList.addItem(f"{state} seed {job.params.seed} · {prompt}")
+            item = self.queueList.item(self.queueList.count() - 1)
+            item.setData(Qt.ItemDataRole.UserRole, job.id)
+            item.setToolTip(f"{job.params.prompt}\nseed {job.params.seed} · {job.params.width}×{job.params.height}")
         visible = len(jobs) > 1 or bool(q.pending)
         self.controls.queueLabel.setText(f"Queue ({len(jobs)})")
         self.controls.queueLabel.setVisible(visible)
@@ -467,10 +469,14 @@ class MainWindow(QMainWindow):
         self._update_model_status()
 
     def _on_job_started(self, job: Job) -> None:
-        self._job_started_at = time.monotonic()
-        self.progressBar.setRange(0, max(1, job.params.steps or 1))
+        p = job.params
+        self.progressBar.setRange(0, max(1, p.steps or 1))
         self.progressBar.setValue(0)
         self.progressLabel.setText("Starting…")
+        # Until the final image arrives the view shows previews: say so, and keep the image
+        # actions (which act on a finished image) out of reach meanwhile.
+        self.imageInfoLabel.setText(f"Generating · seed {p.seed} · {p.width}×{p.height} · {p.steps} steps")
+        self._set_image_actions_enabled(False)
 
     def _on_progress(self, step: int, total: int, elapsed: float) -> None:
         self.progressBar.setRange(0, max(1, total))
@@ -498,6 +504,8 @@ class MainWindow(QMainWindow):
                               "Use Export to save it somewhere else.")
         self.show_image(Shown(result.image, params, result.metadata, result.saved_path,
                               entry.id if entry else None))
+        if result.prompt_truncated and not self.messageBar.kind:
+            self.show_message("The prompt is longer than the model reads; its end was ignored.", "info")
         # Show the seed that was used, without locking it (random stays random).
         self.controls.set_seed(params.seed or 0, lock=False)
         self.progressBar.setValue(self.progressBar.maximum())
@@ -531,8 +539,11 @@ class MainWindow(QMainWindow):
         if self.queue.loading is not None:
             text = f"Loading {display_name(self.queue.loading.source)}…"
         elif info is not None and info.choice.source == current:
-            quant = f", {info.choice.quantize}-bit" if info.choice.quantize else ""
-            text = f"{info.name} ({info.variant}{quant}) · ready"
+            details = [info.variant] if info.variant.lower() not in info.name.lower() else []
+            if info.choice.quantize:
+                details.append(f"{info.choice.quantize}-bit")
+            suffix = f" ({', '.join(details)})" if details else ""
+            text = f"{info.name}{suffix} · ready"
         else:
             text = f"{display_name(current)} · loads on Generate" if current else "No model chosen"
         self.modelStatusLabel.setText(text)
@@ -556,10 +567,18 @@ class MainWindow(QMainWindow):
         self._update_image_actions()
 
     def _restore_shown(self) -> None:
+        """Back to the last finished image after a failed or cancelled run."""
         if self.shown is not None:
-            self.previewView.set_image(self.shown.image)
+            self.show_image(self.shown)
         else:
             self.previewView.clear()
+            self.imageInfoLabel.setText("")
+            self._update_image_actions()
+
+    def _set_image_actions_enabled(self, enabled: bool) -> None:
+        for widget in (self.exportButton, self.copyImageButton, self.exportAction, self.copyImageAction,
+                       self.revealButton, self.revealAction, self.reuseSeedButton, self.reuseSeedAction):
+            widget.setEnabled(enabled)
 
     def _update_image_actions(self) -> None:
         has_image = self.shown is not None and not self.shown.image.isNull()

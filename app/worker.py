@@ -64,6 +64,7 @@ class JobResult:
     saved_path: Path | None  # None when saving failed (see save_error)
     save_error: str | None = None
     thumbnail: bytes = field(default=b"", repr=False)
+    prompt_truncated: bool = False  # the text encoders cut the prompt short
 
 
 # -- the engine calls, kept as module functions so tests can swap them -------------------------
@@ -179,13 +180,11 @@ class Worker(QObject):
             # The engine calls this between steps: the only place a run can stop cleanly.
             if self._is_cancelled(job.id):
                 raise cancelled_error("Cancelled")
-            self.progress.emit(int(event.step), int(event.total), float(event.elapsed))
             try:
                 self.preview.emit(pil_to_qimage(event.preview()))
-            except cancelled_error:
-                raise
             except Exception:  # a preview is a nicety; never let it kill the run
                 log.debug("preview failed", exc_info=True)
+            self.progress.emit(int(event.step), int(event.total), float(event.elapsed))
             if self._is_cancelled(job.id):
                 raise cancelled_error("Cancelled")
 
@@ -229,6 +228,7 @@ class Worker(QObject):
             job=job, image=pil_to_qimage(result.image), params=used, model=info, metadata=metadata,
             started_at=started_at, finished_at=finished_at, saved_path=saved_path,
             save_error=save_error, thumbnail=thumbnail_png(result.image),
+            prompt_truncated=bool(getattr(result, "prompt_truncated", False)),
         )
 
     def _ensure_model(self, choice: ModelChoice, job_id: int | None) -> ModelInfo:

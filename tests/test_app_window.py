@@ -123,6 +123,31 @@ def test_widgets_carry_the_automation_names(window):
         assert widget.accessibleName() == name
 
 
+def test_python_m_app_help():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "app", "--help"], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0
+    assert "--model" in done.stdout and "--data-dir" in done.stdout
+
+
+def test_escape_cancels(qtbot, window):
+    import threading
+
+    gate = threading.Event()
+    window.queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    type_prompt(qtbot, window, "escape hatch")
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.keyClick(window.promptEdit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    with qtbot.waitSignal(window.queue.cancelled, timeout=TIMEOUT):
+        qtbot.keyClick(window.promptEdit, Qt.Key.Key_Escape)
+        gate.set()
+    wait_ready(qtbot, window)
+    assert window.historyModel.rowCount() == 0
+
+
 def test_create_app_reuses_the_running_application(qtbot, tmp_path, tiny_schnell):
     app1, w1 = open_window(qtbot, tmp_path / "a", tiny_schnell)
     app2, w2 = open_window(qtbot, tmp_path / "b")
@@ -199,6 +224,8 @@ def test_cancel_stops_within_a_step_and_the_next_run_works(qtbot, window):
         qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
     assert window.cancelButton.isEnabled()
     assert window.progressLabel.text().startswith("Step 1/4")
+    assert window.previewView.is_preview() and window.imageInfoLabel.text().startswith("Generating")
+    assert not window.exportButton.isEnabled()  # acts on finished images only
     with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):
         qtbot.mouseClick(window.cancelButton, Qt.MouseButton.LeftButton)
         gate.set()
