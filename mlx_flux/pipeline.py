@@ -245,9 +245,10 @@ class FluxPipeline:
                                      fused_attention=mx.default_device() == mx.gpu)
         return max(1, (free // 2) // per_image)
 
-    def warmup(self, width: int = 1024, height: int = 1024) -> float:
+    def warmup(self, width: int = 1024, height: int = 1024, batch: int = 1) -> float:
         """Run the text encoders, one denoising step at this size and a small VAE decode once,
         so that the first real generation is as fast as later ones. Returns the seconds spent.
+        `batch`: the batch size to expect (a compiled step is traced per shape).
 
         What a first run pays: kernel compilation (Metal, CUDA), the `mx.compile` trace for
         these shapes (GPU), allocator growth and BLAS thread start-up. Meant to run in the
@@ -262,7 +263,7 @@ class FluxPipeline:
         else:
             emb = self.encode_prompt("")
         channels = self.vae.config.latent_channels
-        x = sampler.pack(mx.zeros((1, height // 8, width // 8, channels), mx.float32))
+        x = sampler.pack(mx.zeros((batch, height // 8, width // 8, channels), mx.float32))
         guidance = self.default_guidance or 1.0
         for _, x, _ in self.denoise(emb, x, [1.0, 0.5], guidance, height, width):
             mx.eval(x)
