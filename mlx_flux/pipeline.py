@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 from PIL import Image
 
-from . import __version__, hub, quantized_io, sampler
+from . import __version__, hub, memory, quantized_io, sampler
 from .autoencoder import load_autoencoder
 from .clip import load_clip
 from .errors import FluxError
@@ -64,6 +64,7 @@ class GenerationResult:
     metadata: dict[str, Any]
     prompt_truncated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)  # peak bytes (weights included) per phase
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,13 @@ class FluxPipeline:
     @classmethod
     def from_pretrained(cls, model: str | Path, base: str | Path | None = None, dtype: str | None = None,
                         quantize: int | None = None, progress: hub.Progress | None = None,
-                        low_memory: bool = False) -> "FluxPipeline":
+                        low_memory: bool | None = None) -> "FluxPipeline":
         """Load a model folder, a BFL single file (+ `base`), or a hub repo id.
 
         dtype None picks the device's best (bfloat16 on a GPU, float32 on the CPU).
         quantize 4 or 8 quantizes the transformer and T5 weights. low_memory releases the
-        text encoders after each encoding and evaluates more eagerly.
+        text encoders after each encoding and decodes in tiles; None decides from the
+        machine's memory and the model's size (see `memory.plan`).
         """
         if quantize not in (None, 4, 8):
             raise InputError(f"quantize must be 4 or 8 bits, not {quantize}")
@@ -125,6 +127,8 @@ class FluxPipeline:
         if progress:
             progress("Loading VAE", None)
         vae = load_autoencoder(files.vae, dtype=dt)
+        if low_memory is None:
+            low_memory = memory.plan(memory.component_bytes(files, dt, quantize)).low_memory
         pipe = cls(files, transformer, vae, dt, low_memory=low_memory, quantize=quantize)
         if not low_memory:  # load eagerly so the first generation is not slower than the next
             if progress:
@@ -280,6 +284,8 @@ class FluxPipeline:
         else:
             guidance = None  # schnell has no guidance embedding: the value would be ignored
         timings: dict[str, float] = {}
+        meter = memory.PeakMeter()
+        meter.start("encode")
         t0 = time.perf_counter()
         emb = self.encode_prompt(prompt)
         timings["encode"] = time.perf_counter() - t0
@@ -292,28 +298,45 @@ class FluxPipeline:
         packed = sampler.pack(x)
         timesteps = self.schedule(steps, width, height)
 
+        meter.start("denoise")
         t1 = time.perf_counter()
-        for step, packed, x0 in self.denoise(emb, packed, timesteps, guidance, height, width):
-            mx.eval(packed)
+
+        def report(step: int, done: mx.array, x0: mx.array) -> None:
+            mx.eval(done)  # waits for this step only: the next one is already queued
             if callback is not None:
                 callback(StepEvent(step, steps, time.perf_counter() - t1, timesteps[step],
                                    self._preview_fn(x0, height, width)))
+
+        pending = None
+        for step, packed, x0 in self.denoise(emb, packed, timesteps, guidance, height, width):
+            # Queue this step before reporting the previous one, so the device keeps computing
+            # while Python waits, runs the callback (previews) and builds the next graph.
+            mx.async_eval(packed, x0)
+            if pending is not None:
+                report(*pending)
+            pending = (step, packed, x0)
+        report(*pending)
         timings["denoise"] = time.perf_counter() - t1
 
+        if self.low_memory:
+            mx.clear_cache()  # hand the step's buffers back before the decoder allocates its own
+        meter.start("decode")
         t2 = time.perf_counter()
         final = sampler.unpack(packed, height, width)
         images = []
         for i in range(len(seeds)):  # decode one at a time: the VAE is the memory peak
-            img = self.vae.decode(final[i : i + 1].astype(self.dtype))
+            tile = memory.LOW_MEMORY_TILE if self.low_memory else None  # None: the VAE decides by size
+            img = self.vae.decode(final[i : i + 1].astype(self.dtype), tile=tile)
             images.append(_to_pil(img[0]))
         timings["decode"] = time.perf_counter() - t2
+        meter.stop()
 
         results = []
         for i, seed in enumerate(seeds):
             meta = {"prompt": prompt, "seed": seed, "steps": steps, "guidance": guidance, "width": width,
                     "height": height, "model": self.model_name, "version": __version__}
             results.append(GenerationResult(images[i], sampler.nhwc_to_nchw(final[i : i + 1]), seed, meta,
-                                            emb.truncated, dict(timings)))
+                                            emb.truncated, dict(timings), dict(meter.peaks)))
         return results
 
     def _initial_latents(self, latents, width, height, channels, batch) -> mx.array:

@@ -1,0 +1,131 @@
+"""Memory: what the machine has, what a model needs, the low-memory decision, per-phase peaks.
+
+On a Mac the GPU shares the RAM, so the model's weights, the activations and everything
+else the user runs compete for one pool; 16 GB machines cannot hold FLUX's transformer,
+T5 and VAE in bfloat16 (about 33 GB) at once. The plan here decides, from the sizes in
+the checkpoint headers (nothing is read), whether a generation must run in phases:
+encode the prompt, release the text encoders, denoise, then decode in tiles.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+from typing import Any, Mapping
+
+import mlx.core as mx
+
+from .weights import read_header, shard_files
+
+GB = 1024**3
+# Fraction of the machine's memory a generation may plan to fill: the OS, the app and the
+# MLX buffer cache need the rest, and swapping is far slower than phasing.
+USABLE = 0.75
+# Working memory beyond the weights of a 1024x1024 step (bfloat16 on a GPU, fused
+# attention), rounded up. A tiled VAE decode needs less.
+STEP_BYTES = 3 * GB
+# Tile side (latent pixels, x8 image pixels) of the VAE decode in low-memory mode.
+LOW_MEMORY_TILE = 64
+_ST_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+            "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
+
+
+def machine_memory() -> int:
+    """Bytes the model may use: the GPU's recommended working set (Metal), its memory (CUDA), or RAM."""
+    if mx.default_device() == mx.gpu:
+        info = mx.device_info()
+        for key in ("max_recommended_working_set_size", "memory_size", "total_memory"):
+            if info.get(key):
+                return int(info[key])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# --- what the model needs -------------------------------------------------------------------------
+
+def tensor_bytes(files: list[Path], dtype: mx.Dtype | None = None, quantize: int | None = None) -> int:
+    """Resident bytes of the tensors in `files` once loaded (from the headers only).
+
+    Floats take `dtype`'s size (their own when None); with `quantize` the matrices take
+    `quantize` bits plus a scale and a bias per group of 64.
+    """
+    total = 0
+    for f in files:
+        for info in read_header(f).values():
+            n, size = prod(info["shape"]), _ST_SIZE[info["dtype"]]
+            is_float = info["dtype"] in ("F64", "F32", "F16", "BF16")
+            size = dtype.size if (dtype is not None and is_float) else size
+            if quantize and is_float and len(info["shape"]) == 2:
+                total += n * quantize // 8 + 2 * (n // 64) * size
+            else:
+                total += n * size
+    return total
+
+
+def component_bytes(files: Any, dtype: mx.Dtype, quantize: int | None) -> dict[str, int]:
+    """Resident size of each component of `files` (a loading.ModelFiles) at `dtype`."""
+    def weights(path: Path) -> list[Path]:
+        return [path] if path.is_file() else shard_files(path)
+
+    stored = files.quantized is not None  # our folder: the files already hold the quantized sizes
+    q = None if stored else quantize
+    return {
+        "transformer": tensor_bytes(weights(files.transformer), None if stored else dtype, q),
+        "text_encoder_2": tensor_bytes(weights(files.text_encoder_2), None if stored else dtype, q),
+        "text_encoder": tensor_bytes(weights(files.text_encoder), dtype),
+        "vae": tensor_bytes(weights(files.vae), dtype),
+    }
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a generation is phased.
+
+    Low memory releases the text encoders after encoding and decodes in tiles. The
+    transformer stays: the peak of a generation is the denoising (transformer +
+    activations), and a tiled decode needs less than one step, so releasing the
+    transformer before decoding would not lower the peak, only add a reload (several
+    seconds to a minute) to the next image.
+    """
+
+    low_memory: bool
+    budget: int  # bytes the plan may fill
+    need: int    # bytes everything resident at once would take
+
+    def describe(self) -> str:
+        mode = "low-memory (phased)" if self.low_memory else "all resident"
+        return f"{mode}: {self.need / GB:.1f} GB needed at once, budget {self.budget / GB:.1f} GB"
+
+
+def plan(sizes: Mapping[str, int], low_memory: bool | None = None, budget: int | None = None) -> MemoryPlan:
+    """Decide how to phase a generation. low_memory None decides from the machine's memory."""
+    budget = int(USABLE * machine_memory()) if budget is None else budget
+    need = sum(sizes.values()) + STEP_BYTES
+    low = need > budget if low_memory is None else bool(low_memory)
+    return MemoryPlan(low, budget, need)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+class PeakMeter:
+    """Peak MLX memory (bytes, weights included) of each phase of a generation.
+
+        meter.start("encode"); ...; meter.start("denoise"); ...; meter.stop()
+    """
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, int] = {}
+        self._phase: str | None = None
+        self._start = 0
+
+    def start(self, phase: str) -> None:
+        self.stop()
+        self._phase, self._start = phase, mx.get_active_memory()
+        mx.reset_peak_memory()
+
+    def stop(self) -> None:
+        if self._phase is not None:
+            # reset_peak_memory zeroes the peak: a phase that allocates nothing still holds what it started with
+            self.peaks[self._phase] = max(mx.get_peak_memory(), self._start)
+            self._phase = None

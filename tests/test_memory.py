@@ -1,0 +1,92 @@
+"""Memory: model sizes from headers, the low-memory decision, phased generation, per-phase peaks."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+from mlx_flux import FluxPipeline, memory
+from mlx_flux.loading import find_files
+from mlx_flux.quantized_io import quantize_to_folder
+
+PROMPT = "a lighthouse at dusk"
+GB = memory.GB
+
+
+def nbytes(module) -> int:
+    return sum(v.nbytes for _, v in tree_flatten(module.parameters()))
+
+
+@pytest.fixture(scope="module")
+def normal(tiny_schnell):
+    return FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", low_memory=False)
+
+
+def test_sizes_from_headers_match_what_loads(tiny_schnell, normal, tmp_path):
+    sizes = memory.component_bytes(find_files(tiny_schnell), mx.float32, None)
+    assert sizes["transformer"] == nbytes(normal.transformer)
+    assert sizes["vae"] == nbytes(normal.vae)
+    assert sizes["text_encoder_2"] == nbytes(normal._t5) and sizes["text_encoder"] == nbytes(normal._clip)
+    # a quantized folder: the stored sizes are what loads
+    q4 = quantize_to_folder(tiny_schnell, 4, tmp_path / "q4", dtype="float32")
+    loaded = FluxPipeline.from_pretrained(q4, dtype="float32", low_memory=False)
+    stored = memory.component_bytes(find_files(q4), mx.float32, None)
+    assert stored["transformer"] == nbytes(loaded.transformer)
+    assert stored["transformer"] < sizes["transformer"] / 2
+
+
+def test_plan_decides_from_the_budget():
+    sizes = {"transformer": 24 * GB, "text_encoder_2": 9 * GB, "text_encoder": GB // 4, "vae": GB // 6}
+    assert memory.plan(sizes, budget=64 * GB).low_memory is False
+    low = memory.plan(sizes, budget=24 * GB)
+    assert low.low_memory and low.need > low.budget and "low-memory" in low.describe()
+    assert memory.plan(sizes, low_memory=False, budget=GB).low_memory is False  # an explicit choice wins
+
+
+def test_auto_low_memory_follows_the_machine(tiny_schnell, monkeypatch):
+    monkeypatch.setattr(memory, "machine_memory", lambda: 1 * GB)  # the tiny model + one step's working set
+    small = FluxPipeline.from_pretrained(tiny_schnell, dtype="float32")
+    assert small.low_memory and small._t5 is None  # encoders only loaded when a prompt needs them
+    monkeypatch.setattr(memory, "machine_memory", lambda: 512 * GB)
+    assert not FluxPipeline.from_pretrained(tiny_schnell, dtype="float32").low_memory
+
+
+def test_low_memory_phases_give_the_same_image(tiny_schnell, normal, monkeypatch):
+    low = FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", low_memory=True)
+    tiles = []
+    decode = low.vae.decode
+    monkeypatch.setattr(low.vae, "decode", lambda z, tile=None: tiles.append(tile) or decode(z, tile=tile))
+    a = low.generate(PROMPT, width=96, height=64, steps=2, seed=4)
+    b = normal.generate(PROMPT, width=96, height=64, steps=2, seed=4)
+    assert low._clip is None and low._t5 is None  # released after encoding
+    assert tiles == [memory.LOW_MEMORY_TILE]  # decoded in tiles (the VAE's tests check the seams)
+    np.testing.assert_array_equal(a.latents, b.latents)
+    np.testing.assert_array_equal(np.asarray(a.image), np.asarray(b.image))  # one tile covers 96 x 64
+
+
+def test_peak_memory_is_reported_per_phase(normal):
+    r = normal.generate(PROMPT, width=64, height=64, steps=2, seed=1)
+    assert set(r.memory) == {"encode", "denoise", "decode"}
+    weights = nbytes(normal.transformer)
+    assert r.memory["denoise"] >= weights  # the weights are resident while denoising
+    assert all(isinstance(v, int) and v > 0 for v in r.memory.values())
+
+
+def test_peak_meter_sees_an_allocation():
+    meter = memory.PeakMeter()
+    meter.start("a")
+    x = mx.zeros((1024, 1024))  # 4 MiB
+    mx.eval(x)
+    meter.start("b")
+    meter.stop()
+    assert meter.peaks["a"] >= x.nbytes and meter.peaks["b"] >= x.nbytes  # b starts with x resident
+
+
+def test_steps_are_reported_in_order_while_the_next_is_queued(normal):
+    events = []
+    normal.generate(PROMPT, width=32, height=32, steps=4, seed=2, callback=events.append)
+    assert [e.step for e in events] == [1, 2, 3, 4] and all(e.total == 4 for e in events)
+    assert all(a.elapsed <= b.elapsed for a, b in zip(events, events[1:]))
+    assert events[-1].preview().size[0] > 0
