@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--count", type=int, help="number of images from consecutive random seeds")
     g.add_argument("--quantize", "-q", type=int, choices=[4, 8], help="quantize transformer and T5")
     g.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on GPU, float32 on CPU")
-    g.add_argument("--low-memory", action="store_true", help="free the text encoders after encoding")
+    g.add_argument("--low-memory", action="store_true",
+                   help="free the text encoders after encoding, decode in tiles (default: when memory is short)")
     g.add_argument("--output", "-o", default="flux-{seed}.png", help="output PNG; may contain {seed}")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     g.add_argument("--split-model", action="store_true",
@@ -159,7 +160,7 @@ def cmd_generate(args) -> int:
     try:
         t0 = time.perf_counter()
         pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
-                                            progress=status.loading, low_memory=args.low_memory)
+                                            progress=status.loading, low_memory=args.low_memory or None)
         status.done_loading(time.perf_counter() - t0)
         options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
                        callback=status.step)
