@@ -301,6 +301,8 @@ class MainWindow(QMainWindow):
         self.deleteButton.clicked.connect(self.delete_selected)
         self.historySearch.textChanged.connect(lambda _: self.refresh_history())
         self.historyList.selectionModel().currentChanged.connect(self._on_history_current)
+        # A click restores even the entry that is already current (e.g. the image just made).
+        self.historyList.clicked.connect(self._on_history_clicked)
         self.historyList.selectionModel().selectionChanged.connect(lambda *_: self._update_history_actions())
 
         q.changed.connect(self._on_queue_changed)
@@ -389,8 +391,8 @@ class MainWindow(QMainWindow):
         self.settings.quantize = choice.quantize
         if self.model_info is None or self.model_info.choice.source != source:
             self.controls.apply_variant(guess_variant(source), reset_values=not keep_values)
-        if self.model_info is not None and self.model_info.choice == choice:
-            return  # already warm
+        if self.model_info is not None and self.model_info.choice == choice or self.queue.loading == choice:
+            return  # already warm, or on its way
         self.queue.load_model(choice)
         self._update_model_status()
 
@@ -686,6 +688,11 @@ class MainWindow(QMainWindow):
         self._update_history_actions()
         entry = current.data(EntryRole) if current.isValid() else None
         if entry is not None and not self._selecting_quietly:
+            self.restore_entry(entry)
+
+    def _on_history_clicked(self, index: QModelIndex) -> None:
+        entry = index.data(EntryRole)
+        if entry is not None:  # restoring twice (current change + click) is harmless
             self.restore_entry(entry)
 
     def restore_entry(self, entry: HistoryEntry) -> None:

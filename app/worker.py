@@ -116,6 +116,7 @@ class Worker(QObject):
         self._lock = threading.Lock()
         self._cancelled_jobs: set[int] = set()
         self._cancel_load = False
+        self._loaded_now: ModelInfo | None = None  # set by the load that modelReady announced
 
     # -- thread-safe, called from the GUI thread -------------------------------------------
     def cancel(self, job_id: int) -> None:
@@ -138,9 +139,12 @@ class Worker(QObject):
         with self._lock:
             self._cancel_load = False
         try:
-            self._ensure_model(choice, job_id=None)
+            info = self._ensure_model(choice, job_id=None)
         except Exception as exc:
             self._report_model_failure(choice, exc)
+        else:
+            if self._loaded_now is not info:
+                self.modelReady.emit(info)  # already warm: still answer the request
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -234,6 +238,7 @@ class Worker(QObject):
     def _ensure_model(self, choice: ModelChoice, job_id: int | None) -> ModelInfo:
         """The warm pipeline for `choice`, loading it (and dropping any other) if needed."""
         if self._info is not None and self._info.choice == choice:
+            self._loaded_now = None
             return self._info
         if self._pipe is not None:
             # Two full models rarely fit in memory: let go of the old one before loading.
@@ -257,6 +262,7 @@ class Worker(QObject):
             default_guidance=None if guidance is None else float(guidance),
         )
         self._pipe, self._info = pipe, info
+        self._loaded_now = info
         self.modelReady.emit(info)
         return info
 

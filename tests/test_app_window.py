@@ -469,3 +469,31 @@ def test_size_presets_and_steps_of_16(qtbot, window):
     assert window.widthSpin.value() == 992 or window.widthSpin.value() == 1008
     qtbot.keyClick(window.heightSpin, Qt.Key.Key_Up)
     assert window.heightSpin.value() == h + 16
+
+
+def choose_in_combo(qtbot, combo, index: int) -> None:
+    """Move a combo box to `index` with the arrow keys (emits `activated`, like a person)."""
+    combo.setFocus()
+    key = Qt.Key.Key_Up if index < combo.currentIndex() else Qt.Key.Key_Down
+    while combo.currentIndex() != index:
+        qtbot.keyClick(combo, key)
+
+
+def test_quantization_reloads_and_entries_restore_their_precision(qtbot, window):
+    with qtbot.waitSignal(window.queue.modelReady, timeout=TIMEOUT):
+        choose_in_combo(qtbot, window.quantizeCombo, window.quantizeCombo.findData(8))
+    assert window.model_info.choice.quantize == 8 and "8-bit" in window.modelStatusLabel.text()
+    window.stepsSlider.setValue(3)
+    result = generate(qtbot, window, "quantized")
+    assert result.params.quantize == 8 and window.historyModel.entry(0).params.quantize == 8
+
+    with qtbot.waitSignal(window.queue.modelReady, timeout=TIMEOUT):
+        choose_in_combo(qtbot, window.quantizeCombo, 0)  # "Full precision"
+    assert window.model_info.choice.quantize is None
+    window.stepsSlider.setValue(4)
+
+    # Selecting the 8-bit entry brings its precision back (a reload) and keeps its steps.
+    with qtbot.waitSignal(window.queue.modelReady, timeout=TIMEOUT):
+        click_history_row(qtbot, window, 0)
+    assert window.controls.quantize() == 8 and window.model_info.choice.quantize == 8
+    assert window.stepsSlider.value() == 3
