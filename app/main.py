@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, QEvent, QObject
 from PySide6.QtWidgets import QApplication
 
 from app import APP_DISPLAY_NAME, APP_NAME
@@ -25,7 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "or a Hugging Face repo id")
     parser.add_argument("--data-dir", metavar="DIR", type=Path,
                         help="where history, images and settings live (default: the app-data folder)")
+    parser.add_argument("image", nargs="?", type=Path,
+                        help="an image made by mlx-flux whose settings to restore (\"Open With\")")
     return parser
+
+
+class _FileOpenForwarder(QObject):
+    """macOS delivers "Open With" and Dock drops as QFileOpenEvent to the application object;
+    hand the file to the newest window, which restores the image's settings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window: MainWindow | None = None
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.FileOpen and self.window is not None and event.file():
+            self.window.restore_from_file(Path(event.file()))
+            return True
+        return False
+
+
+_file_open = _FileOpenForwarder()
 
 
 def _arguments(argv: list[str]) -> list[str]:
@@ -67,6 +87,11 @@ def create_app(argv: list[str] | None = None) -> tuple[QApplication, MainWindow]
     model = str(Path(args.model).expanduser().resolve()) if args.model and Path(args.model).expanduser().exists() \
         else args.model
     window = MainWindow(data_dir, settings, history, initial_model=model, startup_problems=problems)
+    if _file_open.window is None:
+        app.installEventFilter(_file_open)
+    _file_open.window = window
+    if args.image is not None:
+        window.restore_from_file(args.image.expanduser())
     return app, window
 
 

@@ -497,3 +497,32 @@ def test_quantization_reloads_and_entries_restore_their_precision(qtbot, window)
         click_history_row(qtbot, window, 0)
     assert window.controls.quantize() == 8 and window.model_info.choice.quantize == 8
     assert window.stepsSlider.value() == 3
+
+
+def test_open_with_restores_settings(qtbot, window, tmp_path):
+    """Finder's "Open With" arrives as a QFileOpenEvent on the application."""
+    from PIL import Image
+    from PySide6.QtGui import QFileOpenEvent
+
+    from mlx_flux.metadata import save_png
+
+    made = tmp_path / "opened.png"
+    save_png(Image.new("RGB", (64, 64)), made, dict(prompt="opened from Finder", seed=77, steps=2, width=64,
+                                                    height=64, model="schnell", version="0.1.0"))
+    QApplication.sendEvent(QApplication.instance(), QFileOpenEvent(str(made)))
+    assert window.promptEdit.toPlainText() == "opened from Finder" and window.seedSpin.value() == 77
+
+
+def test_image_argument_restores_settings(qtbot, tmp_path, tiny_schnell):
+    from PIL import Image
+
+    from mlx_flux.metadata import save_png
+
+    made = tmp_path / "arg.png"
+    save_png(Image.new("RGB", (64, 64)), made, dict(prompt="from the command line", seed=5, steps=3, width=64,
+                                                    height=64, model="schnell", version="0.1.0"))
+    _, window = open_window(qtbot, tmp_path / "data", tiny_schnell, extra=[str(made)])
+    assert window.promptEdit.toPlainText() == "from the command line"
+    wait_ready(qtbot, window)
+    assert window.stepsSlider.value() == 3  # kept when the model's defaults arrive
+    window.close()
