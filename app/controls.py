@@ -226,6 +226,14 @@ class ControlsPanel(QWidget):
         layout.addWidget(self.queueList)
         layout.addStretch(0)
 
+        # Keyboard order follows the work: model, prompt, Generate, then the finer settings.
+        order = [self.modelCombo, self.openModelButton, self.quantizeCombo, self.promptEdit,
+                 self.generateButton, self.cancelButton, self.widthSpin, self.heightSpin,
+                 self.swapSizeButton, self.aspectCombo, self.stepsSlider, self.guidanceSlider,
+                 self.seedSpin, self.randomSeedCheck, self.countSpin, self.queueList]
+        for first, second in zip(order, order[1:]):
+            QWidget.setTabOrder(first, second)
+
     def eventFilter(self, obj, event) -> bool:  # noqa: N802
         if obj is self.queueList and event.type() == QEvent.Type.KeyPress:
             if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS entries (
 ]
 
 
+_LIST_COLUMNS = ("id, created_at, started_at, prompt, model, model_name, variant, width, height, steps,"
+                 " guidance, seed, quantize, image_path, metadata")
+
+
 class HistoryError(Exception):
     """The history could not be read or written; str() is a one-line message for the window."""
 
@@ -56,7 +60,7 @@ class HistoryEntry:
     model_name: str = ""
     variant: str | None = None
     started_at: float | None = None
-    thumbnail: bytes | None = field(default=None, repr=False)
+    thumbnail: bytes | None = field(default=None, repr=False, compare=False)  # only from get()
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -158,8 +162,16 @@ class HistoryStore:
         row = self._db.execute("SELECT * FROM entries WHERE id = ?", (entry_id,)).fetchone()
         return self._entry(row) if row else None
 
+    def thumbnail(self, entry_id: int) -> bytes | None:
+        row = self._db.execute("SELECT thumbnail FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        return row[0] if row else None
+
     def search(self, text: str = "", limit: int | None = None) -> list[HistoryEntry]:
-        """Entries whose prompt contains every word of `text` (or whose seed is a word), newest first."""
+        """Entries whose prompt contains every word of `text` (or whose seed is a word), newest first.
+
+        Thumbnails are left out (fetch them with `thumbnail()` as rows are shown), so a long
+        history lists quickly and without holding every thumbnail in memory.
+        """
         clauses, args = [], []
         for word in text.split():
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -169,7 +181,7 @@ class HistoryStore:
                 clause = f"({clause} OR seed = ?)"
                 args.append(int(word))
             clauses.append(clause)
-        sql = "SELECT * FROM entries"
+        sql = f"SELECT {_LIST_COLUMNS} FROM entries"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY created_at DESC, id DESC"
@@ -207,7 +219,7 @@ class HistoryStore:
         return HistoryEntry(
             id=row["id"], created_at=row["created_at"], params=params, image_path=image_path,
             model_name=row["model_name"] or "", variant=row["variant"], started_at=row["started_at"],
-            thumbnail=row["thumbnail"], metadata=metadata,
+            thumbnail=row["thumbnail"] if "thumbnail" in row.keys() else None, metadata=metadata,
         )
 
 

@@ -4,7 +4,7 @@ entry as thumbnail + prompt + a line of settings, in palette colours."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QFontMetrics, QIcon, QPainter, QPalette, QPixmap
@@ -40,8 +40,9 @@ def age(timestamp: float, now: float | None = None) -> str:
 
 
 class HistoryModel(QAbstractListModel):
-    def __init__(self, parent=None) -> None:
+    def __init__(self, thumbnail_loader: Callable[[int], bytes | None] | None = None, parent=None) -> None:
         super().__init__(parent)
+        self._load_thumbnail = thumbnail_loader  # fetched when a row is first painted
         self._entries: list[HistoryEntry] = []
         self._thumbs: dict[int, QPixmap] = {}  # decoded lazily, only for rows that get painted
 
@@ -87,8 +88,14 @@ class HistoryModel(QAbstractListModel):
         pixmap = self._thumbs.get(entry.id)
         if pixmap is None:
             pixmap = QPixmap()
-            if entry.thumbnail:
-                pixmap.loadFromData(entry.thumbnail, "PNG")
+            data = entry.thumbnail
+            if data is None and self._load_thumbnail is not None:
+                try:
+                    data = self._load_thumbnail(entry.id)
+                except Exception:  # a thumbnail is decoration; the row still shows
+                    data = None
+            if data:
+                pixmap.loadFromData(data, "PNG")
             self._thumbs[entry.id] = pixmap
         return pixmap
 

@@ -134,8 +134,8 @@ class JobQueue(QObject):
             return
         self.cancel_all()
         self._thread.quit()  # the current job ends at its next step, then the loop exits
-        self._thread.wait(timeout_ms)
-        self.worker.unload()
+        if self._thread.wait(timeout_ms):
+            self.worker.unload()  # only once its thread is done with it
 
     # -- worker events ----------------------------------------------------------------------
     def _dispatch(self) -> None:

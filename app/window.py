@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
             app.aboutToQuit.connect(self.queue.shutdown)
         if startup_problems:
             self.show_message("\n".join(startup_problems), "warning")
+        self.promptEdit.setFocus()  # ready to type as soon as the window opens
 
     # ======================================================================================
     # construction
@@ -169,7 +170,7 @@ class MainWindow(QMainWindow):
         self.historySearch = name_widget(QLineEdit(), "historySearch", "Search the history by prompt or seed")
         self.historySearch.setPlaceholderText("Search prompts")
         self.historySearch.setClearButtonEnabled(True)
-        self.historyModel = HistoryModel(self)
+        self.historyModel = HistoryModel(self._thumbnail, self)
         self.historyList = name_widget(QListView(), "historyList", "Generated images, newest first")
         self.historyList.setModel(self.historyModel)
         self.historyList.setItemDelegate(HistoryDelegate(self.historyList))
@@ -673,6 +674,9 @@ class MainWindow(QMainWindow):
             finally:
                 self._selecting_quietly = False
         self._update_history_actions()
+
+    def _thumbnail(self, entry_id: int) -> bytes | None:
+        return self.history.thumbnail(entry_id)
 
     def selected_entry(self) -> HistoryEntry | None:
         index = self.historyList.currentIndex()

@@ -99,3 +99,11 @@ def test_in_memory_fallback_works(tmp_path):
     store = HistoryStore.in_memory(tmp_path)
     add(store, "temporary", 1, 1.0)
     assert [e.prompt for e in store.search("temp")] == ["temporary"]
+
+
+def test_listing_leaves_thumbnails_for_later(store):
+    entry = add(store, "thumb", 1, 1.0)
+    listed, = store.search()
+    assert listed.thumbnail is None and listed == entry  # thumbnails are not part of equality
+    assert store.thumbnail(entry.id) == b"\x89PNG..."
+    assert store.thumbnail(999) is None

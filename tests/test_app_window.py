@@ -180,7 +180,7 @@ def test_generate_shows_previews_saves_png_and_grows_history(qtbot, window, data
     entry = window.historyModel.entry(0)
     assert entry.prompt == "a lighthouse at dusk" and entry.params.steps == 4 and entry.seed == result.params.seed
     assert entry.params.model == str(Path(window.controls.current_model()))
-    assert entry.thumbnail and entry.image_path.is_file()
+    assert window.history.thumbnail(entry.id).startswith(b"\x89PNG") and entry.image_path.is_file()
     assert entry.image_path.is_relative_to(data_dir / "images")
     meta = read_metadata(entry.image_path)
     assert meta["prompt"] == "a lighthouse at dusk" and meta["seed"] == entry.seed and meta["width"] == 64
@@ -526,3 +526,36 @@ def test_image_argument_restores_settings(qtbot, tmp_path, tiny_schnell):
     wait_ready(qtbot, window)
     assert window.stepsSlider.value() == 3  # kept when the model's defaults arrive
     window.close()
+
+
+def test_history_rows_paint_thumbnails_and_follow_the_palette(qtbot, window):
+    """Rows are drawn with their thumbnails; the image area's background comes from the palette."""
+    from PySide6.QtGui import QColor, QPalette
+
+    seed_history(window, ["a long prompt " * 8, "short"])
+    window.historyList.viewport().grab()  # paints every visible row through the delegate
+    pixmap = window.historyModel.data(window.historyModel.index(0), Qt.ItemDataRole.DecorationRole)
+    assert not pixmap.isNull() and pixmap.width() > 0
+
+    dark = QPalette(window.previewView.palette())
+    dark.setColor(QPalette.ColorRole.Base, QColor("#101010"))
+    window.previewView.setPalette(dark)
+    window.previewView.clear()
+    corner = window.previewView.grab().toImage().pixelColor(window.previewView.width() // 2, 30)
+    assert corner.lightness() < 40  # no hard-coded light background
+
+
+def test_default_data_dir_is_the_platform_app_data_folder(monkeypatch, tmp_path, qapp):
+    from app.paths import default_data_dir
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    qapp.setApplicationName("mlx-flux")
+    assert default_data_dir() == tmp_path / "share" / "mlx-flux"
+
+
+def test_prompt_has_focus_and_tab_goes_to_generate(qtbot, window):
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None, timeout=TIMEOUT)
+    window.promptEdit.setFocus()
+    qtbot.keyClick(window.promptEdit, Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is window.generateButton
