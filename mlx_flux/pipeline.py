@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -244,7 +243,7 @@ class FluxPipeline:
         MLX does not hold yet goes to them, the rest stays for the VAE decode, the caches
         and the system.
         """
-        free = max(0, device_memory_bytes() - mx.get_active_memory())
+        free = max(0, memory.machine_memory() - mx.get_active_memory())
         per_image = activation_bytes(self.transformer.config, width, height, self.t5_length, self.dtype,
                                      fused_attention=mx.default_device() == mx.gpu)
         return max(1, (free // 2) // per_image)
@@ -364,15 +363,6 @@ def _chunk_progress(callback: Callable[[StepEvent], None] | None, chunk: int, ch
                                      elapsed=time.perf_counter() - t0))
 
     return report
-
-
-def device_memory_bytes() -> int:
-    """Memory MLX may use: the GPU's recommended working set (Metal), its memory (CUDA), or RAM."""
-    info = mx.device_info() if mx.default_device() == mx.gpu else {}
-    for key in ("max_recommended_working_set_size", "memory_size", "total_memory"):
-        if info.get(key):
-            return int(info[key])
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def activation_bytes(config, width: int, height: int, txt_len: int, dtype: mx.Dtype,

@@ -11,7 +11,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_flux import FluxPipeline, pipeline
+from mlx_flux import FluxPipeline, memory, pipeline
 from mlx_flux.metadata import read_metadata
 from mlx_flux.pipeline import InputError
 
@@ -91,9 +91,9 @@ def test_auto_max_batch_follows_free_memory(pipe, monkeypatch):
     per_image = pipeline.activation_bytes(pipe.transformer.config, 64, 64, pipe.t5_length, pipe.dtype,
                                           fused_attention=False)
     active = mx.get_active_memory()
-    monkeypatch.setattr(pipeline, "device_memory_bytes", lambda: active + 2 * 7 * per_image + 10)
+    monkeypatch.setattr(memory, "machine_memory", lambda: active + 2 * 7 * per_image + 10)
     assert pipe.auto_max_batch(64, 64) == 7  # half of what is free goes to activations
-    monkeypatch.setattr(pipeline, "device_memory_bytes", lambda: 0)
+    monkeypatch.setattr(memory, "machine_memory", lambda: 0)
     assert pipe.auto_max_batch(64, 64) == 1  # never less than one image
 
 
