@@ -329,9 +329,20 @@ def _data_parallel(args, seeds, group, status, options):
 
     t0 = time.perf_counter()
     pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
-                                        progress=status.loading, low_memory=args.low_memory)
+                                        progress=status.loading, low_memory=args.low_memory or None)
     status.done_loading(time.perf_counter() - t0)
     return generate_data_parallel(pipe, args.prompt, seeds, group, callback=status.step, **options)
+
+
+def _low_memory_with(model, files, dtype, quantize) -> bool:
+    """The pipeline's memory plan (see `memory.plan`) for rank 0, which holds only its blocks."""
+    from mlx.utils import tree_flatten
+
+    from . import memory
+
+    sizes = memory.component_bytes(files, dtype, quantize)
+    sizes["transformer"] = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    return memory.plan(sizes).low_memory
 
 
 def _split_model(args, seeds, group, status, options):
@@ -353,9 +364,13 @@ def _split_model(args, seeds, group, status, options):
         return [], []
     head = SplitHead(model, group)
     status.loading("Loading VAE", None)
+    low_memory = args.low_memory or _low_memory_with(model, files, dtype, args.quantize)
     pipe = FluxPipeline(files, head, load_autoencoder(files.vae, dtype=dtype), dtype,
-                        low_memory=args.low_memory, quantize=args.quantize)
+                        low_memory=low_memory, quantize=args.quantize)
     pipe.compile = False  # the step sends and receives: nothing to trace
+    if not low_memory:
+        status.loading("Loading text encoders", None)
+        pipe._text_encoders()
     status.done_loading(time.perf_counter() - t0)
     try:
         results = pipe.generate_batch(args.prompt, seeds=seeds, callback=status.step, **options)
