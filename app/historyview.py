@@ -8,8 +8,12 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QFontMetrics, QIcon, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+    QVBoxLayout, QWidget,
+)
 
+from app.controls import name_widget
 from app.history import HistoryEntry
 from app.models import display_name
 
@@ -175,3 +179,44 @@ def _split_line(text: str, metrics: QFontMetrics, width: int) -> tuple[str, str]
             return line, " ".join(words[i:])
         line = candidate
     return line, ""
+
+
+class HistoryPanel(QWidget):
+    """Search field, the list, a count and the entry actions; the window supplies the behaviour."""
+
+    def __init__(self, thumbnail_loader: Callable[[int], bytes | None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.historySearch = name_widget(QLineEdit(), "historySearch", "Search the history by prompt or seed")
+        self.historySearch.setPlaceholderText("Search prompts")
+        self.historySearch.setClearButtonEnabled(True)
+        self.historyModel = HistoryModel(thumbnail_loader, self)
+        self.historyList = name_widget(QListView(), "historyList", "Generated images, newest first")
+        self.historyList.setModel(self.historyModel)
+        self.historyList.setItemDelegate(HistoryDelegate(self.historyList))
+        self.historyList.setUniformItemSizes(True)
+        self.historyList.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.historyList.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.historyList.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
+        self.historyCountLabel = QLabel()
+        self.historyCountLabel.setObjectName("historyCountLabel")
+        self.historyCountLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
+        self.rerunButton = name_widget(QPushButton("Re-run"), "rerunButton", None,
+                                       "Generate again with this entry's prompt, settings and seed")
+        self.copyPromptButton = name_widget(QPushButton("Copy Prompt"), "copyPromptButton")
+        self.deleteButton = name_widget(QPushButton("Delete…"), "deleteButton", None,
+                                        "Delete this entry and move its image to the Trash")
+        actions = QHBoxLayout()
+        for button in (self.rerunButton, self.copyPromptButton, self.deleteButton):
+            actions.addWidget(button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.setSpacing(8)
+        layout.addWidget(self.historySearch)
+        layout.addWidget(self.historyList, 1)
+        layout.addWidget(self.historyCountLabel)
+        layout.addLayout(actions)
+
+    def show_count(self, shown: int, total: int, searching: bool) -> None:
+        self.historyCountLabel.setText(f"{shown} of {total} images" if searching else
+                                       f"{total} image{'s' if total != 1 else ''}")

@@ -7,28 +7,23 @@ turns every failure into a message in the window; nothing here touches MLX.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, Qt, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QImage, QKeySequence
-from PySide6.QtWidgets import (
-    QFileDialog, QHBoxLayout, QLabel, QLineEdit, QListView, QMainWindow, QMenu, QMessageBox,
-    QProgressBar, QPushButton, QSplitter, QToolButton, QVBoxLayout, QWidget,
-)
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QToolButton
 
 from app import APP_DISPLAY_NAME
-from app.controls import ControlsPanel, name_widget
+from app.controls import ControlsPanel
 from app.errors import describe_error
 from app.export import dialog_filters, export_image, format_for, reveal_in_file_manager, with_extension
 from app.history import HistoryEntry, HistoryError, HistoryStore
-from app.historyview import EntryRole, HistoryDelegate, HistoryModel
-from app.imageview import ImageView
+from app.historyview import EntryRole, HistoryPanel
+from app.imagepanel import FILE_MANAGER, PLACEHOLDER, ImagePanel, format_duration
 from app.imaging import qimage_to_pil
 from app.jobs import JobQueue
-from app.messagebar import MessageBar
 from app.models import display_name, guess_variant, is_local, known_models
 from app.params import GenerationParams, params_from_metadata
 from app.paths import DataDir
@@ -38,7 +33,6 @@ from app.worker import Job, JobResult, ModelChoice, ModelInfo
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File Manager")
 
 
 @dataclass
@@ -50,15 +44,6 @@ class Shown:
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the saved PNG, if any
     entry_id: int | None = None
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s"
 
 
 def find_icon() -> QIcon:
@@ -117,96 +102,28 @@ class MainWindow(QMainWindow):
                      "randomSeedCheck", "aspectCombo", "queueList", "openModelButton"):
             setattr(self, name, getattr(c, name))
 
-        # Centre: message strip, the image, its caption and actions, progress.
-        self.messageBar = MessageBar()
+        # Centre: messages, the image, its caption and actions, progress.
+        self.imagePanel = ImagePanel()
+        for name in ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "copyImageButton",
+                     "exportButton", "revealButton", "progressBar", "progressLabel"):
+            setattr(self, name, getattr(self.imagePanel, name))
         self.messageLabel = self.messageBar.label
-        self.previewView = name_widget(ImageView(), "previewView", "The generated image")
-        self.previewView.set_placeholder("Type a prompt and press Generate.\n\n"
-                                         "Drop an image made with mlx-flux here to reuse its settings.")
         self.previewView.drag_mime = self.image_mime
-        self.imageInfoLabel = QLabel()
-        self.imageInfoLabel.setObjectName("imageInfoLabel")
-        self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.imageInfoLabel.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.imageInfoLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
-
-        self.reuseSeedButton = name_widget(QPushButton("Reuse Seed"), "reuseSeedButton", None,
-                                           "Lock the seed to this image's seed")
-        self.copyImageButton = name_widget(QPushButton("Copy"), "copyImageButton", None,
-                                           "Copy the image to the clipboard")
-        self.exportButton = name_widget(QPushButton("Export…"), "exportButton", "Export the image",
-                                        "Save a copy as PNG (with settings), JPEG or WebP")
-        self.revealButton = name_widget(QPushButton(f"Show in {FILE_MANAGER}"), "revealButton", None,
-                                        f"Show the saved PNG in {FILE_MANAGER}")
-        image_actions = QHBoxLayout()
-        image_actions.addWidget(self.reuseSeedButton)
-        image_actions.addStretch(1)
-        for button in (self.copyImageButton, self.exportButton, self.revealButton):
-            image_actions.addWidget(button)
-
-        self.progressBar = name_widget(QProgressBar(), "progressBar", "Generation progress")
-        self.progressBar.setRange(0, 1)
-        self.progressBar.setValue(0)
-        self.progressBar.setTextVisible(False)  # the label beside it carries the text (macOS draws none)
-        self.progressLabel = QLabel("Ready")
-        self.progressLabel.setObjectName("progressLabel")
-        self.progressLabel.setMinimumWidth(self.progressLabel.fontMetrics().horizontalAdvance(
-            "Step 28/28 · 12 min 00 s · about 12 min 00 s left"))
-        progress_row = QHBoxLayout()
-        progress_row.addWidget(self.progressBar, 1)
-        progress_row.addWidget(self.progressLabel)
-
-        center = QWidget()
-        center_layout = QVBoxLayout(center)
-        center_layout.setContentsMargins(12, 12, 12, 12)
-        center_layout.setSpacing(8)
-        center_layout.addWidget(self.messageBar)
-        center_layout.addWidget(self.previewView, 1)
-        center_layout.addWidget(self.imageInfoLabel)
-        center_layout.addLayout(image_actions)
-        center_layout.addLayout(progress_row)
 
         # Right: searchable history with entry actions.
-        self.historySearch = name_widget(QLineEdit(), "historySearch", "Search the history by prompt or seed")
-        self.historySearch.setPlaceholderText("Search prompts")
-        self.historySearch.setClearButtonEnabled(True)
-        self.historyModel = HistoryModel(self._thumbnail, self)
-        self.historyList = name_widget(QListView(), "historyList", "Generated images, newest first")
-        self.historyList.setModel(self.historyModel)
-        self.historyList.setItemDelegate(HistoryDelegate(self.historyList))
-        self.historyList.setUniformItemSizes(True)
-        self.historyList.setSelectionMode(QListView.SelectionMode.SingleSelection)
-        self.historyList.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.historyList.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
-        self.historyCountLabel = QLabel()
-        self.historyCountLabel.setObjectName("historyCountLabel")
-        self.historyCountLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
-        self.rerunButton = name_widget(QPushButton("Re-run"), "rerunButton", None,
-                                       "Generate again with this entry's prompt, settings and seed")
-        self.copyPromptButton = name_widget(QPushButton("Copy Prompt"), "copyPromptButton")
-        self.deleteButton = name_widget(QPushButton("Delete…"), "deleteButton", None,
-                                        "Delete this entry and move its image to the Trash")
-        history_actions = QHBoxLayout()
-        for button in (self.rerunButton, self.copyPromptButton, self.deleteButton):
-            history_actions.addWidget(button)
-
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(12, 12, 12, 12)
-        right_layout.setSpacing(8)
-        right_layout.addWidget(self.historySearch)
-        right_layout.addWidget(self.historyList, 1)
-        right_layout.addWidget(self.historyCountLabel)
-        right_layout.addLayout(history_actions)
+        self.historyPanel = HistoryPanel(self._thumbnail)
+        for name in ("historySearch", "historyModel", "historyList", "historyCountLabel", "rerunButton",
+                     "copyPromptButton", "deleteButton"):
+            setattr(self, name, getattr(self.historyPanel, name))
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
         self.splitter.setChildrenCollapsible(False)
-        for widget, stretch in ((self.controls, 0), (center, 1), (right, 0)):
+        for widget, stretch in ((self.controls, 0), (self.imagePanel, 1), (self.historyPanel, 0)):
             self.splitter.addWidget(widget)
             self.splitter.setStretchFactor(self.splitter.count() - 1, stretch)
         self.controls.setMinimumWidth(250)
-        right.setMinimumWidth(200)
+        self.historyPanel.setMinimumWidth(200)
         self.splitter.setSizes([320, 680, 320])
         self.setCentralWidget(self.splitter)
 
@@ -311,7 +228,7 @@ class MainWindow(QMainWindow):
         q.modelReady.connect(self._on_model_ready)
         q.modelFailed.connect(self._on_model_failed)
         q.jobStarted.connect(self._on_job_started)
-        q.progress.connect(self._on_progress)
+        q.progress.connect(self.imagePanel.show_step)
         q.preview.connect(lambda image: self.previewView.set_image(image, preview=True))
         q.finished.connect(self._on_finished)
         q.failed.connect(self._on_failed)
@@ -435,16 +352,10 @@ class MainWindow(QMainWindow):
         self._update_model_status()
 
     def _on_load_progress(self, message: str, fraction: float) -> None:
-        if fraction < 0:
-            self.progressBar.setRange(0, 0)  # busy indicator: the engine cannot say how far
-        else:
-            self.progressBar.setRange(0, 1000)
-            self.progressBar.setValue(int(fraction * 1000))
-        percent = f" {fraction:.0%}" if fraction >= 0 else ""
-        self.progressLabel.setText(f"{message}{percent}")
+        text = self.imagePanel.show_loading(message, fraction)
         self.modelStatusLabel.setText(f"Loading {display_name(self.controls.current_model())}…")
         if self.previewView.image().isNull():
-            self.previewView.set_placeholder(f"{message}{percent}")
+            self.previewView.set_placeholder(text)
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         self.model_info = info
@@ -457,16 +368,15 @@ class MainWindow(QMainWindow):
                 self.controls.apply_params(self._pending_restore, prompt=False)
                 self._pending_restore = None
         if not self.queue.is_busy():
-            self._reset_progress("Ready")
-        self.previewView.set_placeholder("Type a prompt and press Generate.\n\n"
-                                         "Drop an image made with mlx-flux here to reuse its settings.")
+            self.imagePanel.reset_progress("Ready")
+        self.previewView.set_placeholder(PLACEHOLDER)
         self._update_model_status()
 
     def _on_model_failed(self, source: str, message: str) -> None:
         self.model_info = None
         self._pending_restore = None
         self.show_message(f"Could not load the model “{display_name(source)}”: {message}")
-        self._reset_progress("Model not loaded")
+        self.imagePanel.reset_progress("Model not loaded")
         self.previewView.set_placeholder("The model could not be loaded.\nChoose another model or fix the "
                                          "one selected, then press Generate.")
         self._update_model_status()
@@ -480,15 +390,6 @@ class MainWindow(QMainWindow):
         # actions (which act on a finished image) out of reach meanwhile.
         self.imageInfoLabel.setText(f"Generating · seed {p.seed} · {p.width}×{p.height} · {p.steps} steps")
         self._set_image_actions_enabled(False)
-
-    def _on_progress(self, step: int, total: int, elapsed: float) -> None:
-        self.progressBar.setRange(0, max(1, total))
-        self.progressBar.setValue(step)
-        remaining = elapsed / step * (total - step) if step else 0.0
-        text = f"Step {step}/{total} · {format_duration(elapsed)}"
-        if step < total:
-            text += f" · about {format_duration(remaining)} left"
-        self.progressLabel.setText(text)
 
     def _on_finished(self, result: JobResult) -> None:
         params = result.params
@@ -511,8 +412,7 @@ class MainWindow(QMainWindow):
             self.show_message("The prompt is longer than the model reads; its end was ignored.", "info")
         # Show the seed that was used, without locking it (random stays random).
         self.controls.set_seed(params.seed or 0, lock=False)
-        self.progressBar.setValue(self.progressBar.maximum())
-        self.progressLabel.setText(f"Done in {format_duration(result.finished_at - result.started_at)}")
+        self.imagePanel.show_done(f"Done in {format_duration(result.finished_at - result.started_at)}")
         if entry is not None:
             self.refresh_history(select_id=entry.id)
 
@@ -520,22 +420,17 @@ class MainWindow(QMainWindow):
         if not (self.messageBar.kind and message in self.messageBar.text()):  # a failed load said it already
             self.show_message(message)
         self._restore_shown()
-        self._reset_progress("Failed")
+        self.imagePanel.reset_progress("Failed")
 
     def _on_cancelled(self, job: Job) -> None:
         if self.queue.running is None:
             self._restore_shown()
-            self._reset_progress("Cancelled")
+            self.imagePanel.reset_progress("Cancelled")
 
     def _on_idle(self) -> None:
         self.controls.set_busy(False)
         if self.progressLabel.text().startswith(("Step", "Starting", "Cancelling", "Loading")):
-            self._reset_progress("Ready")
-
-    def _reset_progress(self, text: str) -> None:
-        self.progressBar.setRange(0, 1)
-        self.progressBar.setValue(0)
-        self.progressLabel.setText(text)
+            self.imagePanel.reset_progress("Ready")
 
     def _update_model_status(self) -> None:
         info, current = self.model_info, self.controls.current_model()
@@ -659,10 +554,7 @@ class MainWindow(QMainWindow):
             self.show_message(str(exc))
             entries = []
         self.historyModel.set_entries(entries)
-        total = len(self.history)
-        query = self.historySearch.text().strip()
-        self.historyCountLabel.setText(f"{len(entries)} of {total} images" if query else
-                                       f"{total} image{'s' if total != 1 else ''}")
+        self.historyPanel.show_count(len(entries), len(self.history), bool(self.historySearch.text().strip()))
         keep = select_id if select_id is not None else (current.id if current else None)
         row = self.historyModel.row_of(keep) if keep is not None else -1
         if row >= 0:

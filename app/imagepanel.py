@@ -1,0 +1,101 @@
+"""The middle of the window: messages, the image itself, what it is, what to do with it, progress."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from app.controls import name_widget
+from app.imageview import ImageView
+from app.messagebar import MessageBar
+
+FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File Manager")
+PLACEHOLDER = "Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings."
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+class ImagePanel(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.messageBar = MessageBar()
+        self.previewView = name_widget(ImageView(), "previewView", "The generated image")
+        self.previewView.set_placeholder(PLACEHOLDER)
+        self.imageInfoLabel = QLabel()
+        self.imageInfoLabel.setObjectName("imageInfoLabel")
+        self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.imageInfoLabel.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.imageInfoLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
+
+        self.reuseSeedButton = name_widget(QPushButton("Reuse Seed"), "reuseSeedButton", None,
+                                           "Lock the seed to this image's seed")
+        self.copyImageButton = name_widget(QPushButton("Copy"), "copyImageButton", None,
+                                           "Copy the image to the clipboard")
+        self.exportButton = name_widget(QPushButton("Export…"), "exportButton", "Export the image",
+                                        "Save a copy as PNG (with settings), JPEG or WebP")
+        self.revealButton = name_widget(QPushButton(f"Show in {FILE_MANAGER}"), "revealButton", None,
+                                        f"Show the saved PNG in {FILE_MANAGER}")
+        actions = QHBoxLayout()
+        actions.addWidget(self.reuseSeedButton)
+        actions.addStretch(1)
+        for button in (self.copyImageButton, self.exportButton, self.revealButton):
+            actions.addWidget(button)
+
+        self.progressBar = name_widget(QProgressBar(), "progressBar", "Generation progress")
+        self.progressBar.setTextVisible(False)  # the label beside it carries the text (macOS draws none)
+        self.progressLabel = QLabel()
+        self.progressLabel.setObjectName("progressLabel")
+        self.progressLabel.setMinimumWidth(self.progressLabel.fontMetrics().horizontalAdvance(
+            "Step 28/28 · 12 min 00 s · about 12 min 00 s left"))
+        progress = QHBoxLayout()
+        progress.addWidget(self.progressBar, 1)
+        progress.addWidget(self.progressLabel)
+        self.reset_progress("Ready")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.setSpacing(8)
+        layout.addWidget(self.messageBar)
+        layout.addWidget(self.previewView, 1)
+        layout.addWidget(self.imageInfoLabel)
+        layout.addLayout(actions)
+        layout.addLayout(progress)
+
+    # -- progress ---------------------------------------------------------------------------
+    def reset_progress(self, text: str) -> None:
+        self.progressBar.setRange(0, 1)
+        self.progressBar.setValue(0)
+        self.progressLabel.setText(text)
+
+    def show_step(self, step: int, total: int, elapsed: float) -> None:
+        """Step n/N with elapsed time and a remaining-time estimate from the pace so far."""
+        self.progressBar.setRange(0, max(1, total))
+        self.progressBar.setValue(step)
+        text = f"Step {step}/{total} · {format_duration(elapsed)}"
+        if 0 < step < total:
+            text += f" · about {format_duration(elapsed / step * (total - step))} left"
+        self.progressLabel.setText(text)
+
+    def show_loading(self, message: str, fraction: float) -> str:
+        """Model load/download progress; fraction < 0 means the engine cannot say how far."""
+        if fraction < 0:
+            self.progressBar.setRange(0, 0)  # Qt's busy indicator
+        else:
+            self.progressBar.setRange(0, 1000)
+            self.progressBar.setValue(int(fraction * 1000))
+        text = f"{message} {fraction:.0%}" if fraction >= 0 else message
+        self.progressLabel.setText(text)
+        return text
+
+    def show_done(self, text: str) -> None:
+        self.progressBar.setValue(self.progressBar.maximum())
+        self.progressLabel.setText(text)
