@@ -299,8 +299,11 @@ class MainWindow(QMainWindow):
             self.progressLabel.setText("Cancelling…")
             self.queue.cancel_all()
 
-    def choose_model(self, source: str, keep_values: bool = False) -> None:
-        """Make `source` the current model and load it (with progress) on the worker."""
+    def choose_model(self, source: str, keep_values: bool = False, load: bool = True) -> None:
+        """Make `source` the current model and load it (with progress) on the worker.
+
+        With load=False the model only becomes current; it loads when the person generates.
+        """
         if not source:
             return
         self.controls.select_model(source)
@@ -311,7 +314,8 @@ class MainWindow(QMainWindow):
             self.controls.apply_variant(guess_variant(source), reset_values=not keep_values)
         if self.model_info is not None and self.model_info.choice == choice or self.queue.loading == choice:
             return  # already warm, or on its way
-        self.queue.load_model(choice)
+        if load:
+            self.queue.load_model(choice)
         self._update_model_status()
 
     def choose_model_folder(self) -> None:
@@ -606,10 +610,13 @@ class MainWindow(QMainWindow):
         if params.model and (params.model != c.current_model() or params.quantize != c.quantize()):
             c.set_quantize(params.quantize)
             # The new model's ranges arrive when it has loaded; apply the values again then.
+            # A hub model is not fetched just because an old image named it: it loads (and
+            # downloads if need be) when the person presses Generate.
             self._pending_restore = params
-            self.choose_model(params.model, keep_values=True)
-            if self.model_info is not None and self.model_info.choice == ModelChoice(params.model, params.quantize):
-                self._pending_restore = None  # already warm
+            self.choose_model(params.model, keep_values=True, load=is_local(params.model))
+            warm = self.model_info is not None and self.model_info.choice == ModelChoice(params.model, params.quantize)
+            if warm or not is_local(params.model):
+                self._pending_restore = None  # nothing loading now: the values below stand
         c.apply_params(params, prompt=prompt)
 
     def rerun_selected(self) -> list[Job]:

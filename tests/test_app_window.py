@@ -559,3 +559,21 @@ def test_prompt_has_focus_and_tab_goes_to_generate(qtbot, window):
     window.promptEdit.setFocus()
     qtbot.keyClick(window.promptEdit, Qt.Key.Key_Tab)
     assert QApplication.focusWidget() is window.generateButton
+
+
+def test_an_image_naming_a_hub_model_does_not_start_a_download(qtbot, window, tmp_path, isolated):
+    from PIL import Image
+
+    from mlx_flux.metadata import save_png
+
+    made = tmp_path / "dev.png"
+    save_png(Image.new("RGB", (64, 64)), made, dict(prompt="made with dev", seed=9, steps=20, guidance=4.0,
+                                                    width=64, height=64, model="black-forest-labs/FLUX.1-dev",
+                                                    version="0.1.0"))
+    loads = len(isolated)
+    assert drop_file(window, made)
+    assert window.controls.current_model() == "black-forest-labs/FLUX.1-dev"
+    assert window.stepsSlider.value() == 20 and window.guidanceSlider.isEnabled()
+    assert window.controls.guidanceValue.text() == "4.0"
+    assert not window.queue.is_busy() and len(isolated) == loads  # nothing fetched yet
+    assert "loads on Generate" in window.modelStatusLabel.text()
