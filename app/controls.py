@@ -170,7 +170,8 @@ class ControlsPanel(QWidget):
 
         self.countSpin = name_widget(QSpinBox(), "countSpin", "How many images to queue, one seed each")
         self.countSpin.setRange(1, 16)
-        self.countSpin.setSuffix(" image(s)")
+        self.countSpin.setSuffix(" image")
+        self.countSpin.valueChanged.connect(lambda n: self.countSpin.setSuffix(" image" if n == 1 else " images"))
 
         # Generate / Cancel.
         shortcut = QKeySequence(QKeyCombination(Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_Return))
