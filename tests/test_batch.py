@@ -109,18 +109,35 @@ def test_activation_estimate_grows_with_the_image():
     assert 1.0e9 < large < 1.6e9 and 4e9 < unfused < 6e9
 
 
-def test_warmup_runs_once_and_changes_nothing(tiny_schnell, singles):
+def test_warmup_runs_once_and_changes_nothing(tiny_schnell, singles, monkeypatch):
     pipe = FluxPipeline.from_pretrained(tiny_schnell, dtype="float32")
-    seconds = pipe.warmup(48, 32)
-    assert seconds > 0
+    pipe.compile = False  # count eager steps (a GPU would compile them)
+    steps = []
+    real = pipe.transformer.step
+    monkeypatch.setattr(pipe.transformer, "step", lambda *a: steps.append(1) or real(*a))
+    assert pipe.warmup(48, 32, batch=2, force=True) > 0
+    assert steps == [1]  # one step, at the requested shape
     assert_same([pipe.generate(PROMPT, seed=4, **SIZE)], singles)
     with pytest.raises(InputError):
         pipe.warmup(50, 32)
 
 
+def test_warmup_on_the_cpu_only_encodes(pipe, monkeypatch):
+    """On the CPU a first step is as fast as later ones: a warm-up step would only cost time."""
+    if mx.default_device() != mx.cpu:
+        pytest.skip("the GPU warm-up runs a step")
+
+    def fail(*a):
+        raise AssertionError("a transformer step ran")
+
+    monkeypatch.setattr(pipe.transformer, "step", fail)
+    pipe.warmup(48, 32)
+    assert "" in pipe._prompts
+
+
 def test_warmup_does_not_load_released_encoders(tiny_schnell):
     pipe = FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", low_memory=True)
-    pipe.warmup(32, 32)
+    pipe.warmup(32, 32, force=True)
     assert pipe._clip is None and pipe._t5 is None
 
 
