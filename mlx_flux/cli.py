@@ -262,7 +262,11 @@ def cmd_download(args) -> int:
 def cmd_quantize(args) -> int:
     from .quantized_io import quantize_to_folder
 
-    out = quantize_to_folder(args.model, args.bits, Path(args.output), base=args.base)
+    status = _Status(quiet=False)  # quantizing the real model takes minutes: say what is happening
+    try:
+        out = quantize_to_folder(args.model, args.bits, Path(args.output), base=args.base, progress=status.loading)
+    finally:
+        status.clear()
     print(out)
     return 0
 
