@@ -1,8 +1,10 @@
 """The generation queue, on the GUI side of the worker.
 
 Pending jobs stay here (not in the worker's event queue) so the window can list them and
-drop any of them instantly; the worker is handed one job at a time. Everything in this
-module runs on the GUI thread.
+drop any of them instantly. The worker is handed one run at a time: the next job plus the
+jobs queued right behind it that differ only in seed (the "Batch N images" control, or the
+same prompt queued again), which the engine makes as one batch. Every job stays its own
+queue item, history entry and PNG. Everything in this module runs on the GUI thread.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtGui import QImage
 
 from app.params import SEED_MAX, GenerationParams
-from app.worker import Job, JobResult, ModelChoice, ModelInfo, Worker
+from app.worker import Job, JobResult, LoadRequest, ModelChoice, ModelInfo, Worker
+
+MAX_RUN = 16  # jobs handed to the worker at once (it splits them into chunks that fit memory)
+
+
+def batch_key(params: GenerationParams) -> GenerationParams:
+    """Jobs with equal keys differ only in seed and can be generated as one batch."""
+    return params.with_(seed=None)
 
 
 class JobQueue(QObject):
@@ -40,7 +49,8 @@ class JobQueue(QObject):
         super().__init__(parent)
         self.images_dir = images_dir
         self._pending: deque[Job] = deque()
-        self._running: Job | None = None
+        self._running: list[Job] = []  # the jobs of the run the worker has, still unfinished
+        self._run_ids: set[int] = set()  # every job of that run, including ones removed since
         self._cancelling: set[int] = set()
         self._loading: ModelChoice | None = None
         self._next_id = 1
@@ -65,7 +75,13 @@ class JobQueue(QObject):
     # -- state ------------------------------------------------------------------------------
     @property
     def running(self) -> Job | None:
-        return self._running
+        """The first unfinished job of the current run (None when the worker is idle)."""
+        return self._running[0] if self._running else None
+
+    @property
+    def running_jobs(self) -> list[Job]:
+        """All unfinished jobs of the current run (several when it is a batch)."""
+        return list(self._running)
 
     @property
     def pending(self) -> list[Job]:
@@ -76,7 +92,7 @@ class JobQueue(QObject):
         return self._loading
 
     def is_busy(self) -> bool:
-        return self._running is not None or bool(self._pending) or self._loading is not None
+        return bool(self._running) or bool(self._pending) or self._loading is not None
 
     def is_cancelling(self, job: Job) -> bool:
         return job.id in self._cancelling
@@ -96,11 +112,12 @@ class JobQueue(QObject):
         self._dispatch()
         return jobs
 
-    def load_model(self, choice: ModelChoice) -> None:
-        """Load (or keep warm) `choice` now, after whatever the worker is doing."""
+    def load_model(self, choice: ModelChoice, size: tuple[int, int] | None = None) -> None:
+        """Load (or keep warm) `choice` now, after whatever the worker is doing; with `size`,
+        warm it up for images of that width x height once loaded."""
         self._loading = choice
         self.changed.emit()
-        self._loadRequested.emit(choice)
+        self._loadRequested.emit(LoadRequest(choice, *(size or (None, None))))
 
     def cancel(self, job_id: int) -> None:
         """Drop a pending job, or stop the running one at its next step."""
@@ -111,9 +128,17 @@ class JobQueue(QObject):
                 self.cancelled.emit(job)
                 self._emit_idle_if_done()
                 return
-        if self._running is not None and self._running.id == job_id:
+        job = next((j for j in self._running if j.id == job_id), None)
+        if job is None:
+            return
+        self.worker.cancel(job_id)
+        if any(j.id not in self._cancelling for j in self._running if j is not job):
+            # One image of a batch that goes on: it leaves the queue now and is not kept.
+            self._running.remove(job)
+            self.changed.emit()
+            self.cancelled.emit(job)
+        else:  # the last image of the run: it stops at its next step
             self._cancelling.add(job_id)
-            self.worker.cancel(job_id)
             self.changed.emit()
 
     def cancel_all(self) -> None:
@@ -123,8 +148,9 @@ class JobQueue(QObject):
             self.cancelled.emit(job)
         if self._loading is not None:
             self.worker.cancel_load()
-        if self._running is not None:
-            self.cancel(self._running.id)
+        for job in self._running:
+            self._cancelling.add(job.id)
+            self.worker.cancel(job.id)
         self.changed.emit()
         self._emit_idle_if_done()
 
@@ -139,22 +165,30 @@ class JobQueue(QObject):
 
     # -- worker events ----------------------------------------------------------------------
     def _dispatch(self) -> None:
-        if self._running is not None or not self._pending:
+        if self._running or not self._pending:
             return
-        job = self._pending.popleft()
-        job = Job(id=job.id, params=job.params, output_path=self._output_path(job))
-        self._running = job
+        run = [self._pending.popleft()]
+        key = batch_key(run[0].params)
+        while self._pending and len(run) < MAX_RUN and batch_key(self._pending[0].params) == key:
+            run.append(self._pending.popleft())
+        taken: set[Path] = set()
+        run = [Job(id=job.id, params=job.params, output_path=self._output_path(job, taken)) for job in run]
+        self._running = run
+        self._run_ids = {job.id for job in run}
         self.changed.emit()
-        self._runRequested.emit(job)
+        self.worker.note_run_requested()
+        self._runRequested.emit(run[0] if len(run) == 1 else run)
 
-    def _output_path(self, job: Job) -> Path:
-        """images/YYYY-MM-DD/HHMMSS-<seed>.png, never overwriting an earlier image."""
+    def _output_path(self, job: Job, taken: set[Path]) -> Path:
+        """images/YYYY-MM-DD/HHMMSS-<seed>.png, never overwriting an earlier image (nor one
+        reserved for another image of the same run)."""
         now = time.localtime()
         folder = self.images_dir / time.strftime("%Y-%m-%d", now)
         stem = f"{time.strftime('%H%M%S', now)}-{job.params.seed}"
         path, n = folder / f"{stem}.png", 2
-        while path.exists():
+        while path.exists() or path in taken:
             path, n = folder / f"{stem}-{n}.png", n + 1
+        taken.add(path)
         return path
 
     def _on_model_ready(self, info: ModelInfo) -> None:
@@ -176,15 +210,14 @@ class JobQueue(QObject):
         self._emit_idle_if_done()
 
     def _on_started(self, job_id: int) -> None:
-        if self._running is not None and self._running.id == job_id:
-            self.jobStarted.emit(self._running)
+        if self._running and job_id in self._run_ids:
+            self.jobStarted.emit(self._running[0])
 
     def _end(self, job_id: int) -> Job | None:
-        job = self._running
-        if job is None or job.id != job_id:
-            return None
-        self._running = None
-        self._cancelling.discard(job_id)
+        job = next((j for j in self._running if j.id == job_id), None)
+        if job is not None:
+            self._running.remove(job)
+            self._cancelling.discard(job_id)
         return job
 
     def _on_finished(self, result: JobResult) -> None:
@@ -193,7 +226,12 @@ class JobQueue(QObject):
         self._next()
 
     def _on_failed(self, job_id: int, message: str) -> None:
-        job = self._end(job_id)
+        if job_id not in self._run_ids:
+            return
+        # A failed run ends all its unfinished images, reported once (one cause, one message).
+        job = self._end(job_id) or (self._running[0] if self._running else None)
+        for other in list(self._running):
+            self._end(other.id)
         if job is not None:
             self.failed.emit(job, message)
         self._next()
@@ -206,7 +244,8 @@ class JobQueue(QObject):
 
     def _next(self) -> None:
         self.changed.emit()
-        self._dispatch()
+        if not self._running:
+            self._dispatch()
         self._emit_idle_if_done()
 
     def _emit_idle_if_done(self) -> None:

@@ -262,7 +262,7 @@ class MainWindow(QMainWindow):
         # Warm up a local model straight away; a hub model might mean a big download, so that
         # waits until the person asks for it (Generate, or picking it in the list).
         if is_local(model):
-            self.queue.load_model(ModelChoice(model, c.quantize()))
+            self.queue.load_model(ModelChoice(model, c.quantize()), self._size())
         self._update_model_status()
 
     def save_settings(self) -> None:
@@ -315,8 +315,12 @@ class MainWindow(QMainWindow):
         if self.model_info is not None and self.model_info.choice == choice or self.queue.loading == choice:
             return  # already warm, or on its way
         if load:
-            self.queue.load_model(choice)
+            self.queue.load_model(choice, self._size())
         self._update_model_status()
+
+    def _size(self) -> tuple[int, int]:
+        """The image size in the controls (what a freshly loaded model is warmed up for)."""
+        return self.controls.widthSpin.value(), self.controls.heightSpin.value()
 
     def choose_model_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open Model Folder", self._model_dialog_dir())
@@ -338,17 +342,21 @@ class MainWindow(QMainWindow):
         q = self.queue
         self.controls.set_busy(q.is_busy())
         self.queueList.clear()
-        jobs = ([q.running] if q.running else []) + q.pending
+        running = q.running_jobs
+        jobs = running + q.pending
         for job in jobs:
             prompt = " ".join(job.params.prompt.split())
-            state = "▶" if job is q.running else "◦"
+            state = "▶" if job in running else "◦"
             if q.is_cancelling(job):
                 state += " cancelling…"
             # Seed first: it is what tells queued copies of one prompt apart; the view elides the rest.
             self.queueList.addItem(f"{state} seed {job.params.seed} · {prompt}")
             item = self.queueList.item(self.queueList.count() - 1)
             item.setData(Qt.ItemDataRole.UserRole, job.id)
-            item.setToolTip(f"{job.params.prompt}\nseed {job.params.seed} · {job.params.width}×{job.params.height}")
+            tip = f"{job.params.prompt}\nseed {job.params.seed} · {job.params.width}×{job.params.height}"
+            if job in running and len(running) > 1:
+                tip += f"\nbeing made together with {len(running) - 1} more (one batch)"
+            item.setToolTip(tip)
         visible = len(jobs) > 1 or bool(q.pending)
         self.controls.queueLabel.setText(f"Queue ({len(jobs)})")
         self.controls.queueLabel.setVisible(visible)
@@ -392,7 +400,9 @@ class MainWindow(QMainWindow):
         self.progressLabel.setText("Starting…")
         # Until the final image arrives the view shows previews: say so, and keep the image
         # actions (which act on a finished image) out of reach meanwhile.
-        self.imageInfoLabel.setText(f"Generating · seed {p.seed} · {p.width}×{p.height} · {p.steps} steps")
+        seeds = [j.params.seed for j in self.queue.running_jobs] or [p.seed]
+        what = f"seed {p.seed}" if len(seeds) == 1 else f"{len(seeds)} images · seeds {_seed_list(seeds)}"
+        self.imageInfoLabel.setText(f"Generating · {what} · {p.width}×{p.height} · {p.steps} steps")
         self._set_image_actions_enabled(False)
 
     def _on_finished(self, result: JobResult) -> None:
@@ -416,7 +426,8 @@ class MainWindow(QMainWindow):
             self.show_message("The prompt is longer than the model reads; its end was ignored.", "info")
         # Show the seed that was used, without locking it (random stays random).
         self.controls.set_seed(params.seed or 0, lock=False)
-        self.imagePanel.show_done(f"Done in {format_duration(result.finished_at - result.started_at)}")
+        if self.queue.running is None:  # not while more images of the same batch are coming
+            self.imagePanel.show_done(f"Done in {format_duration(result.finished_at - result.started_at)}")
         if entry is not None:
             self.refresh_history(select_id=entry.id)
 
@@ -762,6 +773,15 @@ class MainWindow(QMainWindow):
             self.queue.shutdown()
             self.history.close()
         super().closeEvent(event)
+
+
+def _seed_list(seeds: list[int | None]) -> str:
+    """'1–4' for consecutive seeds, else '7, 12, 3' (shortened past five)."""
+    if all(s is not None for s in seeds) and len(seeds) > 2 and \
+            list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}–{seeds[-1]}"
+    text = ", ".join(str(s) for s in seeds[:5])
+    return text + (" …" if len(seeds) > 5 else "")
 
 
 def _trash(path: Path) -> None:

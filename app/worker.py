@@ -35,6 +35,15 @@ class ModelChoice:
 
 
 @dataclass(frozen=True)
+class LoadRequest:
+    """Load `choice` ahead of any job and warm it up for images of width x height."""
+
+    choice: ModelChoice
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the GUI needs to know about the loaded model (ranges and defaults follow the variant)."""
 
@@ -99,15 +108,19 @@ def _free_memory() -> None:
 
 
 class Worker(QObject):
-    loadProgress = Signal(str, float)  # message, fraction 0..1 (or -1 when unknown) while loading
+    loadProgress = Signal(str, float)  # message, fraction 0..1 (or -1 when unknown) while loading/warming
     modelReady = Signal(object)  # ModelInfo, once a model is loaded and warm
     modelFailed = Signal(str, str)  # model source, user-facing message
-    jobStarted = Signal(int)  # job id, when the worker picks it up
-    progress = Signal(int, int, float)  # step (1-based), total steps, seconds elapsed
-    preview = Signal(QImage)  # the predicted clean image at the latest step
-    finished = Signal(object)  # JobResult
-    failed = Signal(int, str)  # job id, user-facing message
-    cancelled = Signal(int)  # job id; the worker is ready for the next job
+    jobStarted = Signal(int)  # id of the first job of a run, when the worker picks the run up
+    progress = Signal(int, int, float)  # step (1-based), total steps, seconds elapsed (over a whole batch)
+    preview = Signal(QImage)  # the predicted clean image at the latest step (a batch: its chunk's first)
+    finished = Signal(object)  # JobResult, one per image, in seed order within a batch
+    failed = Signal(int, str)  # job id, user-facing message; stands for every unfinished job of its run
+    cancelled = Signal(int)  # job id
+
+    # A run is one job (`generate`) or several jobs differing only in seed (`generate_batch`).
+    # Each job of a run ends with exactly one finished/cancelled, unless the run fails: then a
+    # single `failed` names its first unfinished job and ends all of them.
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,6 +130,7 @@ class Worker(QObject):
         self._cancelled_jobs: set[int] = set()
         self._cancel_load = False
         self._loaded_now: ModelInfo | None = None  # set by the load that modelReady announced
+        self._runs_waiting = 0  # runs the queue has sent that have not started: warm-up skips then
 
     # -- thread-safe, called from the GUI thread -------------------------------------------
     def cancel(self, job_id: int) -> None:
@@ -129,30 +143,42 @@ class Worker(QObject):
         with self._lock:
             self._cancel_load = True
 
+    def note_run_requested(self) -> None:
+        """The queue has sent a run; a load ahead of it should not spend time warming up."""
+        with self._lock:
+            self._runs_waiting += 1
+
     def _is_cancelled(self, job_id: int | None) -> bool:
         with self._lock:
             return self._cancel_load if job_id is None else job_id in self._cancelled_jobs
 
     # -- slots, run on the worker thread ---------------------------------------------------
     @Slot(object)
-    def load(self, choice: ModelChoice) -> None:
+    def load(self, request: LoadRequest | ModelChoice) -> None:
+        if isinstance(request, ModelChoice):
+            request = LoadRequest(request)
         with self._lock:
             self._cancel_load = False
+        warm = (request.width, request.height) if request.width and request.height else None
         try:
-            info = self._ensure_model(choice, job_id=None)
+            info = self._ensure_model(request.choice, job_ids=None, warm=warm)
         except Exception as exc:
-            self._report_model_failure(choice, exc)
+            self._report_model_failure(request.choice, exc)
         else:
             if self._loaded_now is not info:
                 self.modelReady.emit(info)  # already warm: still answer the request
 
     @Slot(object)
-    def run(self, job: Job) -> None:
+    def run(self, work: Job | list[Job] | tuple[Job, ...]) -> None:
+        """Run one job, or several jobs that differ only in seed as one batch."""
+        jobs = list(work) if isinstance(work, (list, tuple)) else [work]
+        with self._lock:
+            self._runs_waiting = max(0, self._runs_waiting - 1)
         try:
-            self._run(job)
+            self._run(jobs)
         finally:
             with self._lock:
-                self._cancelled_jobs.discard(job.id)
+                self._cancelled_jobs.difference_update(job.id for job in jobs)
                 self._cancel_load = False
 
     @Slot()
@@ -161,42 +187,59 @@ class Worker(QObject):
         self._pipe = self._info = None
 
     # -- internals --------------------------------------------------------------------------
-    def _run(self, job: Job) -> None:
-        if self._is_cancelled(job.id):
-            self.cancelled.emit(job.id)
+    def _run(self, jobs: list[Job]) -> None:
+        live = self._drop_cancelled(jobs)
+        if not live:
             return
-        self.jobStarted.emit(job.id)
-        params = job.params
+        first = live[0]
+        self.jobStarted.emit(first.id)
+        params = first.params
         choice = ModelChoice(params.model, params.quantize)
         cancelled_error = _cancelled_error()
         try:
-            info = self._ensure_model(choice, job_id=job.id)
+            info = self._ensure_model(choice, job_ids=[job.id for job in live])
         except cancelled_error:
-            self.cancelled.emit(job.id)
+            for job in live:
+                self.cancelled.emit(job.id)
             return
         except Exception as exc:
-            self.failed.emit(job.id, self._report_model_failure(choice, exc))
+            self.failed.emit(first.id, self._report_model_failure(choice, exc))
             return
+        if len(live) == 1:
+            self._run_single(first, info)
+        else:
+            self._run_batch(live, info)
 
-        started_at = time.time()
+    def _step_reporter(self, stop: Callable[[], bool], offset: int = 0, total: int | None = None,
+                       started: float | None = None) -> Callable[[Any], None]:
+        """The engine's step callback: previews, progress, and the only place a run can stop.
+
+        offset/total/started renumber the steps of one chunk over a whole batch."""
+        cancelled_error = _cancelled_error()
 
         def on_step(event: Any) -> None:
-            # The engine calls this between steps: the only place a run can stop cleanly.
-            if self._is_cancelled(job.id):
+            if stop():
                 raise cancelled_error("Cancelled")
             try:
                 self.preview.emit(pil_to_qimage(event.preview()))
             except Exception:  # a preview is a nicety; never let it kill the run
                 log.debug("preview failed", exc_info=True)
-            self.progress.emit(int(event.step), int(event.total), float(event.elapsed))
-            if self._is_cancelled(job.id):
+            elapsed = float(event.elapsed) if started is None else time.time() - started
+            self.progress.emit(offset + int(event.step), int(total or event.total), elapsed)
+            if stop():
                 raise cancelled_error("Cancelled")
 
+        return on_step
+
+    def _run_single(self, job: Job, info: ModelInfo) -> None:
+        params = job.params
+        cancelled_error = _cancelled_error()
+        started_at = time.time()
         try:
             result = self._pipe.generate(
                 params.prompt, width=params.width, height=params.height, steps=params.steps,
                 guidance=params.guidance if info.default_guidance is not None else None,
-                seed=params.seed, callback=on_step,
+                seed=params.seed, callback=self._step_reporter(lambda: self._is_cancelled(job.id)),
             )
         except cancelled_error:
             _free_memory()
@@ -209,6 +252,59 @@ class Worker(QObject):
             return
 
         self.finished.emit(self._finish(job, info, result, started_at))
+
+    def _run_batch(self, jobs: list[Job], info: ModelInfo) -> None:
+        """Several seeds of one request: the prompt encoded once, the transformer on a batch.
+
+        The worker splits the batch into the chunks the engine would use itself and makes one
+        `generate_batch` call per chunk, so each chunk's images are saved (and shown) as soon
+        as they exist, and a cancel loses only the chunk in progress."""
+        params = jobs[0].params
+        cancelled_error = _cancelled_error()
+        steps = params.steps or info.default_steps
+        size = _chunk_size(self._pipe, params.width, params.height, len(jobs))
+        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        total = len(chunks) * steps
+        started_at = time.time()
+        for k, chunk in enumerate(chunks):
+            chunk = self._drop_cancelled(chunk)  # removed from the queue while earlier chunks ran
+            if not chunk:
+                continue
+            ids = [job.id for job in chunk]
+            try:
+                results = self._pipe.generate_batch(
+                    params.prompt, seeds=[job.params.seed for job in chunk], width=params.width,
+                    height=params.height, steps=params.steps,
+                    guidance=params.guidance if info.default_guidance is not None else None,
+                    callback=self._step_reporter(lambda: all(self._is_cancelled(i) for i in ids),
+                                                 offset=k * steps, total=total, started=started_at),
+                    max_batch=len(chunk),
+                )
+            except cancelled_error:
+                _free_memory()
+                for job in chunk:
+                    self.cancelled.emit(job.id)
+                continue  # later chunks run unless they were cancelled too
+            except Exception as exc:
+                log.exception("batch generation failed")
+                _free_memory()
+                self.failed.emit(chunk[0].id, describe_error(exc))
+                return
+            for job, result in zip(chunk, results):
+                if self._is_cancelled(job.id):  # removed while its chunk ran: not kept
+                    self.cancelled.emit(job.id)
+                else:
+                    self.finished.emit(self._finish(job, info, result, started_at))
+
+    def _drop_cancelled(self, jobs: list[Job]) -> list[Job]:
+        """`jobs` less the cancelled ones, each of which is reported cancelled."""
+        live = []
+        for job in jobs:
+            if self._is_cancelled(job.id):
+                self.cancelled.emit(job.id)
+            else:
+                live.append(job)
+        return live
 
     def _finish(self, job: Job, info: ModelInfo, result: Any, started_at: float) -> JobResult:
         metadata = dict(getattr(result, "metadata", None) or {})
@@ -235,8 +331,12 @@ class Worker(QObject):
             prompt_truncated=bool(getattr(result, "prompt_truncated", False)),
         )
 
-    def _ensure_model(self, choice: ModelChoice, job_id: int | None) -> ModelInfo:
-        """The warm pipeline for `choice`, loading it (and dropping any other) if needed."""
+    def _ensure_model(self, choice: ModelChoice, job_ids: list[int] | None,
+                      warm: tuple[int, int] | None = None) -> ModelInfo:
+        """The warm pipeline for `choice`, loading it (and dropping any other) if needed.
+
+        warm: after a load, compile/warm the pipeline for images of this size before
+        announcing it, unless a run is already waiting (that run warms it up itself)."""
         if self._info is not None and self._info.choice == choice:
             self._loaded_now = None
             return self._info
@@ -247,7 +347,7 @@ class Worker(QObject):
         cancelled_error = _cancelled_error()
 
         def on_progress(message: str, fraction: float | None) -> None:
-            if self._is_cancelled(job_id) or self._is_cancelled(None):
+            if self._is_cancelled(None) or job_ids and all(self._is_cancelled(i) for i in job_ids):
                 raise cancelled_error("Cancelled")
             self.loadProgress.emit(str(message), -1.0 if fraction is None else float(fraction))
 
@@ -262,9 +362,27 @@ class Worker(QObject):
             default_guidance=None if guidance is None else float(guidance),
         )
         self._pipe, self._info = pipe, info
+        if warm is not None:
+            self._warm_up(*warm)
         self._loaded_now = info
         self.modelReady.emit(info)
         return info
+
+    def _warm_up(self, width: int, height: int) -> None:
+        """The first generation as fast as later ones: the engine compiles and warms up now,
+        while the person is still typing. Never fatal, skipped when a run is waiting."""
+        warmup = getattr(self._pipe, "warmup", None)
+        with self._lock:
+            waiting = self._runs_waiting > 0 or self._cancel_load
+        if warmup is None or waiting:
+            return
+        self.loadProgress.emit("Warming up…", -1.0)
+        try:
+            seconds = warmup(width, height)
+            log.info("warm-up at %dx%d took %.1f s", width, height, seconds or 0.0)
+        except Exception:  # e.g. out of memory at a huge size: the real run will say so
+            log.warning("warm-up failed", exc_info=True)
+            _free_memory()
 
     def _report_model_failure(self, choice: ModelChoice, exc: BaseException) -> str:
         if isinstance(exc, _cancelled_error()):
@@ -274,6 +392,14 @@ class Worker(QObject):
             message = describe_error(exc)
         self.modelFailed.emit(choice.source, message)
         return message
+
+
+def _chunk_size(pipe: Any, width: int, height: int, count: int) -> int:
+    """How many images of this size one transformer batch may hold (the engine's own choice)."""
+    try:
+        return max(1, min(count, int(pipe.auto_max_batch(width, height))))
+    except Exception:  # an engine (or stand-in) that does not say: one batch
+        return count
 
 
 def _short_name(source: str) -> str:

@@ -40,7 +40,10 @@ class FakePipeline:
     model_name: str = "fake-schnell"
     fail_with: BaseException | None = None  # raised from generate() after the first step
     step_delay: float = 0.0
-    calls: list[dict[str, Any]] = field(default_factory=list)
+    max_batch: int = 16  # what auto_max_batch answers: the engine's memory-based chunk size
+    calls: list[dict[str, Any]] = field(default_factory=list)  # one per generate()
+    batch_calls: list[dict[str, Any]] = field(default_factory=list)  # one per generate_batch()
+    warmups: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def default_steps(self) -> int:
@@ -66,6 +69,36 @@ class FakePipeline:
         metadata = dict(prompt=prompt, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
                         model=self.model_name, version="test")
         return FakeResult(Image.new("RGB", (width, height), colour), seed, metadata)
+
+    def generate_batch(self, prompt, seeds, width=1024, height=1024, steps=None, guidance=None, callback=None,
+                       max_batch=None):
+        """One pass for all seeds (the worker chunks by auto_max_batch and passes max_batch)."""
+        steps = steps or self.default_steps
+        seeds = list(seeds)
+        self.batch_calls.append(dict(prompt=prompt, seeds=seeds, width=width, height=height, steps=steps,
+                                     guidance=guidance, max_batch=max_batch))
+        start = time.monotonic()
+        first = (seeds[0] * 37 % 256, seeds[0] * 91 % 256, seeds[0] * 13 % 256)
+        for step in range(1, steps + 1):
+            time.sleep(self.step_delay)
+            if callback is not None:
+                callback(FakeEvent(step, steps, time.monotonic() - start, Image.new("RGB", (8, 8), first)))
+            if self.fail_with is not None:
+                raise self.fail_with
+        results = []
+        for seed in seeds:
+            colour = (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)
+            metadata = dict(prompt=prompt, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
+                            model=self.model_name, version="test")
+            results.append(FakeResult(Image.new("RGB", (width, height), colour), seed, metadata))
+        return results
+
+    def auto_max_batch(self, width, height):
+        return self.max_batch
+
+    def warmup(self, width=1024, height=1024, batch=1, force=False):
+        self.warmups.append((width, height))
+        return 0.0
 
 
 def fake_loader(pipe: FakePipeline | Callable[[], Any], loads: list | None = None):

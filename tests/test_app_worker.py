@@ -92,7 +92,8 @@ def test_cancel_running_job_stops_between_steps(qtbot, queue, fake):
     queue.cancelled.connect(cancelled.append)
     queue.finished.connect(finished.append)
     with qtbot.waitSignal(queue.progress, timeout=TIMEOUT):  # step 1 is under way
-        job, pending = queue.submit([params(steps=10), params(steps=10)])
+        # A different prompt: not batched with the first, so it waits in the queue.
+        job, pending = queue.submit([params(steps=10), params(steps=10, prompt="another")])
     queue.cancel_all()
     gate.set()
     qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
@@ -110,7 +111,8 @@ def test_cancel_one_pending_job_keeps_the_rest(qtbot, queue, fake):
     queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
     done = []
     queue.finished.connect(lambda r: done.append(r.params.seed))
-    jobs = queue.submit([params(seed=s) for s in (1, 2, 3)])
+    # Different prompts: three runs, not one batch.
+    jobs = queue.submit([params(seed=s, prompt=f"fox {s}") for s in (1, 2, 3)])
     queue.cancel(jobs[1].id)
     assert [j.params.seed for j in queue.pending] == [3]
     gate.set()
@@ -178,3 +180,125 @@ def test_pil_qimage_round_trip():
     image.putpixel((4, 2), (1, 2, 3))
     back = qimage_to_pil(pil_to_qimage(image))
     assert back.size == (5, 3) and back.tobytes() == image.tobytes()
+
+
+# -- batches ---------------------------------------------------------------------------------
+def test_seeds_of_one_request_run_as_a_batch_in_chunks(qtbot, queue, fake):
+    fake.max_batch = 2  # the engine says two images of this size fit in one transformer pass
+    steps, results = [], []
+    queue.progress.connect(lambda s, t, e: steps.append((s, t)))
+    queue.finished.connect(results.append)
+    jobs = queue.submit([params(seed=s) for s in (5, 6, 7, 8)])
+    assert [j.id for j in queue.running_jobs] == [j.id for j in jobs]  # one run, four queue items
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+    assert fake.calls == []  # never one image at a time
+    assert [c["seeds"] for c in fake.batch_calls] == [[5, 6], [7, 8]]
+    assert all(c["max_batch"] == 2 for c in fake.batch_calls)
+    assert steps == [(s, 6) for s in range(1, 7)]  # counted over both chunks
+    assert [r.params.seed for r in results] == [5, 6, 7, 8]
+    paths = [r.saved_path for r in results]
+    assert len(set(paths)) == 4 and all(p.is_file() for p in paths)
+    assert [r.job.id for r in results] == [j.id for j in jobs]
+
+
+def test_same_seed_twice_gets_two_files(qtbot, queue, fake):
+    results = []
+    queue.finished.connect(results.append)
+    queue.submit([params(seed=3), params(seed=3)])
+    qtbot.waitUntil(lambda: len(results) == 2, timeout=TIMEOUT)
+    assert results[0].saved_path != results[1].saved_path
+    assert all(r.saved_path.is_file() for r in results)
+
+
+def test_removing_one_image_of_a_running_batch(qtbot, queue, fake):
+    fake.max_batch = 2
+    gate = threading.Event()
+    queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    done, cancelled = [], []
+    queue.finished.connect(lambda r: done.append(r.params.seed))
+    queue.cancelled.connect(lambda j: cancelled.append(j.params.seed))
+    with qtbot.waitSignal(queue.progress, timeout=TIMEOUT):
+        jobs = queue.submit([params(seed=s) for s in (1, 2, 3, 4)])
+    queue.cancel(jobs[1].id)  # in the chunk being made
+    queue.cancel(jobs[3].id)  # in the chunk after it
+    assert [j.params.seed for j in queue.running_jobs] == [1, 3]  # gone from the queue at once
+    assert cancelled == [2, 4]
+    gate.set()
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+    assert done == [1, 3]
+    assert [c["seeds"] for c in fake.batch_calls] == [[1, 2], [3]]  # seed 4 was never computed
+    assert cancelled == [2, 4]  # reported once each
+    assert len(fake.saved) == 2
+
+
+def test_cancel_all_stops_a_batch_within_a_step(qtbot, queue, fake):
+    fake.max_batch = 2
+    gate = threading.Event()
+    queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    steps, done, cancelled = [], [], []
+    queue.progress.connect(lambda s, t, e: steps.append(s))
+    queue.finished.connect(done.append)
+    queue.cancelled.connect(cancelled.append)
+    with qtbot.waitSignal(queue.progress, timeout=TIMEOUT):
+        jobs = queue.submit([params(seed=s, steps=10) for s in (1, 2, 3, 4)])
+    with qtbot.waitSignal(queue.idle, timeout=TIMEOUT):
+        queue.cancel_all()
+        gate.set()
+    assert steps == [1] and done == []
+    assert sorted(j.id for j in cancelled) == sorted(j.id for j in jobs)
+    assert len(fake.batch_calls) == 1 and fake.saved == []
+    # Nothing left behind to cancel a later job (cleared as the worker's run returns).
+    qtbot.waitUntil(lambda: queue.worker._cancelled_jobs == set(), timeout=TIMEOUT)
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):  # ready for the next run
+        queue.submit([params()])
+
+
+def test_failing_batch_is_reported_once(qtbot, queue, fake):
+    fake.fail_with = RuntimeError("kaboom")
+    failures = []
+    queue.failed.connect(lambda job, msg: failures.append(msg))
+    queue.submit([params(seed=s) for s in (1, 2, 3)])
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+    assert len(failures) == 1 and "kaboom" in failures[0]
+    fake.fail_with = None
+    with qtbot.waitSignal(queue.idle, timeout=TIMEOUT):
+        queue.submit([params(seed=s) for s in (1, 2)])
+
+
+# -- warm start ------------------------------------------------------------------------------
+def test_load_warms_up_at_the_requested_size(qtbot, queue, fake):
+    with qtbot.waitSignal(queue.modelReady, timeout=TIMEOUT):
+        queue.load_model(ModelChoice("fake"), (96, 64))
+    assert fake.warmups == [(96, 64)]
+    with qtbot.waitSignal(queue.modelReady, timeout=TIMEOUT):  # already warm: not again
+        queue.load_model(ModelChoice("fake"), (96, 64))
+    assert fake.warmups == [(96, 64)]
+
+
+def test_no_warm_up_ahead_of_a_waiting_job(qtbot, queue, fake, monkeypatch):
+    loading, go = threading.Event(), threading.Event()
+
+    def slow_load(choice, progress):
+        loading.set()
+        go.wait(TIMEOUT / 1000)
+        return fake
+
+    monkeypatch.setattr(worker_module, "load_pipeline", slow_load)
+    queue.load_model(ModelChoice("fake"), (96, 64))
+    assert loading.wait(TIMEOUT / 1000)
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):
+        queue.submit([params()])  # the person pressed Generate while the model loads
+        go.set()
+    assert fake.warmups == []  # the job itself is the warm-up
+    assert len(fake.calls) == 1
+
+
+def test_failed_warm_up_is_harmless(qtbot, queue, fake, monkeypatch):
+    def broken(*a, **k):
+        raise MemoryError()
+
+    monkeypatch.setattr(fake, "warmup", broken, raising=False)
+    with qtbot.waitSignal(queue.modelReady, timeout=TIMEOUT):
+        queue.load_model(ModelChoice("fake"), (96, 64))
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):
+        queue.submit([params()])
