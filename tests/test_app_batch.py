@@ -1,0 +1,156 @@
+"""Batches and warm start in the window, driven like a person would, on the real engine with a
+tiny random model: several seeds of one request are made by one `generate_batch`, each image
+still its own PNG and history entry; a freshly loaded model is warmed up in the background."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+import app.worker as worker_module
+from test_app_support import TIMEOUT, caching_loader, open_window, set_spin, small, type_prompt, wait_ready
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(worker_module, "load_pipeline", caching_loader([]))
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_schnell):
+    _, w = open_window(qtbot, tmp_path / "data", tiny_schnell)
+    wait_ready(qtbot, w)
+    small(qtbot, w)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def spy(window, monkeypatch):
+    """Records every generate / generate_batch call the worker makes on the loaded pipeline."""
+    pipe = window.queue.worker._pipe
+    calls: list[tuple[str, list[int]]] = []
+    real_batch, real_single = pipe.generate_batch, pipe.generate
+
+    def generate_batch(prompt, seeds, *args, **kwargs):
+        calls.append(("batch", list(seeds)))
+        return real_batch(prompt, seeds, *args, **kwargs)
+
+    def generate(prompt, *args, **kwargs):
+        calls.append(("single", [kwargs.get("seed")]))
+        return real_single(prompt, *args, **kwargs)
+
+    monkeypatch.setattr(pipe, "generate_batch", generate_batch)
+    monkeypatch.setattr(pipe, "generate", generate)
+    return calls
+
+
+def hold_steps(window) -> threading.Event:
+    """On the worker thread: hold each step until the returned event is set."""
+    gate = threading.Event()
+    window.queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    return gate
+
+
+def test_batch_of_three_seeds_is_one_generate_batch_with_three_pngs_and_entries(qtbot, window, spy):
+    from mlx_flux.metadata import read_metadata
+
+    events: list[str] = []
+    window.queue.preview.connect(lambda image: events.append("preview"))
+    window.queue.finished.connect(lambda result: events.append(f"image {result.params.seed}"))
+    gate = hold_steps(window)
+    set_spin(qtbot, window.seedSpin, 10)  # typing a seed locks it: seeds 10, 11, 12
+    set_spin(qtbot, window.countSpin, 3)
+    type_prompt(qtbot, window, "three lanterns")
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    # What a person sees while the batch runs: its three images in the queue, being made.
+    assert window.queueList.count() == 3 and window.queueList.isVisible()
+    assert all(window.queueList.item(i).text().startswith("▶") for i in range(3))
+    assert "3 images · seeds 10–12" in window.imageInfoLabel.text()
+    assert window.previewView.is_preview()
+    gate.set()
+    qtbot.waitUntil(lambda: window.historyModel.rowCount() == 3 and not window.queue.is_busy(), timeout=TIMEOUT)
+
+    assert spy == [("batch", [10, 11, 12])]  # one pass, no image made on its own
+    assert events.count("preview") == 4  # one per step of the (single-chunk) batch
+    assert events[:4] == ["preview"] * 4 and events[4:] == ["image 10", "image 11", "image 12"]
+    entries = window.historyModel.entries()
+    assert [e.seed for e in entries] == [12, 11, 10]  # newest first: saved in seed order
+    paths = [e.image_path for e in entries]
+    assert len(set(paths)) == 3 and all(p.is_file() for p in paths)
+    for entry in entries:
+        meta = read_metadata(entry.image_path)
+        assert meta["seed"] == entry.seed and meta["prompt"] == "three lanterns"
+    # The last image is shown, finished, with its seed; the app is ready.
+    assert not window.previewView.is_preview() and "seed 12" in window.imageInfoLabel.text()
+    assert window.progressLabel.text().startswith("Done") and window.generateButton.text() == "Generate"
+    assert not window.queueList.isVisible()
+
+
+def test_cancel_mid_batch_then_generate_again(qtbot, window, spy):
+    gate = hold_steps(window)
+    steps: list[int] = []
+    window.queue.progress.connect(lambda s, t, e: steps.append(s))
+    set_spin(qtbot, window.countSpin, 3)
+    type_prompt(qtbot, window, "never finished")
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    assert window.cancelButton.isEnabled()
+    with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):
+        qtbot.mouseClick(window.cancelButton, Qt.MouseButton.LeftButton)
+        gate.set()
+    assert steps == [1]  # stopped right after the step it was in
+    assert window.historyModel.rowCount() == 0
+    assert not window.cancelButton.isEnabled() and not window.queueList.isVisible()
+    assert window.progressLabel.text() in ("Cancelled", "Ready")
+    assert not list(Path(window.data_dir.images).rglob("*.png"))  # nothing half-made was kept
+
+    set_spin(qtbot, window.countSpin, 1)
+    type_prompt(qtbot, window, "after the batch")
+    with qtbot.waitSignal(window.queue.finished, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    wait_ready(qtbot, window)
+    assert window.historyModel.rowCount() == 1
+    assert [kind for kind, _ in spy] == ["batch", "single"]  # one image: the plain path
+
+
+def test_model_is_warmed_up_in_the_background_after_loading(qtbot, tmp_path, tiny_schnell, monkeypatch):
+    from mlx_flux.pipeline import FluxPipeline
+
+    real = FluxPipeline.warmup
+    started, release = threading.Event(), threading.Event()
+    warmups: list[tuple[int, int, bool]] = []
+
+    def warmup(self, width=1024, height=1024, batch=1, force=False):
+        warmups.append((width, height, threading.current_thread() is threading.main_thread()))
+        started.set()
+        release.wait(TIMEOUT / 1000)  # a slow warm-up (a GPU compiling its kernels)
+        return real(self, width, height, batch, force)
+
+    monkeypatch.setattr(FluxPipeline, "warmup", warmup)
+    _, window = open_window(qtbot, tmp_path / "data", tiny_schnell)
+    try:
+        qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
+        # The window answers while the worker warms up: typing works, the status says why it waits.
+        type_prompt(qtbot, window, "typed while warming up")
+        assert window.promptEdit.toPlainText() == "typed while warming up"
+        qtbot.waitUntil(lambda: "Warming up" in window.progressLabel.text(), timeout=TIMEOUT)
+        assert window.queue.loading is not None
+        release.set()
+        wait_ready(qtbot, window)
+        size = (window.widthSpin.value(), window.heightSpin.value())
+        assert warmups == [(*size, False)]  # once, at the size in the controls, off the GUI thread
+        assert "ready" in window.modelStatusLabel.text()
+        small(qtbot, window)
+        with qtbot.waitSignal(window.queue.finished, timeout=TIMEOUT):
+            qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+        wait_ready(qtbot, window)
+        assert len(warmups) == 1  # the warm model is not warmed up again per run
+    finally:
+        release.set()
+        window.close()
