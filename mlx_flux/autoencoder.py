@@ -665,11 +665,12 @@ def load_autoencoder(path: str | Path, dtype: mx.Dtype | str | None = None) -> A
 
     The shape comes from config.json, or for the single file from the tensor shapes.
     dtype None picks `weights.default_dtype()` (bfloat16 on a GPU, float32 on the CPU).
-    float16 is refused: the FLUX VAE overflows in it.
+    float16 gives bfloat16: the FLUX VAE overflows in float16 (NaN, black images), and a
+    pipeline running its transformer in float16 should still get an image.
     """
     dtype = parse_dtype(dtype) or default_dtype()
     if dtype == mx.float16:
-        raise ValueError("the FLUX VAE overflows in float16; use bfloat16 or float32")
+        dtype = mx.bfloat16
     # 1. find the weights (and config.json, which a BFL single file lacks)
     path = Path(path)
     if path.is_dir() and not (path / "config.json").exists() and (path / "ae.safetensors").is_file():
