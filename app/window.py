@@ -515,9 +515,10 @@ class MainWindow(QMainWindow):
         return mime
 
     def copy_image(self) -> None:
-        mime = self.image_mime()
-        if mime is not None:
-            QGuiApplication.clipboard().setMimeData(mime)
+        # The pixels only, through setImage: a QMimeData made in Python and left on the
+        # clipboard is deleted by Qt after Python has shut down, which crashes the app on quit.
+        if self.shown is not None and not self.shown.image.isNull():
+            QGuiApplication.clipboard().setImage(self.shown.image)
             self.statusBar().showMessage("Image copied", 3000)
 
     def reuse_seed(self) -> None:
