@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import hub, quantized_io
@@ -84,18 +84,8 @@ def _folder(path: Path, name: str) -> ModelFiles:
 def _quantized_folder(path: Path, name: str) -> ModelFiles:
     """A folder written by `mlx-flux quantize` (its manifest is checked before anything is read)."""
     manifest = quantized_io.read_manifest(path)
-    return ModelFiles(
-        name=name,
-        transformer=path / "transformer",
-        transformer_config=None,  # ours lives in the manifest
-        vae=path / "vae",
-        text_encoder=path / "text_encoder",
-        text_encoder_2=path / "text_encoder_2",
-        tokenizer=path / "tokenizer",
-        tokenizer_2=path / "tokenizer_2",
-        scheduler=_json(path / "scheduler" / "scheduler_config.json"),
-        quantized=manifest,
-    )
+    # Same layout as a diffusers folder; the transformer's config lives in the manifest.
+    return replace(_folder(path, name), transformer_config=None, quantized=manifest)
 
 
 def _single_file(file: Path, name: str, base, progress) -> ModelFiles:
