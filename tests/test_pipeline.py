@@ -58,7 +58,7 @@ def test_matches_diffusers_from_injected_latents(variant, width, height, steps, 
     assert result.latents.shape == ref_latents.shape == (1, 16, height // 8, width // 8)
     err = rel_err(result.latents, ref_latents)
     print(f"pipeline {variant} {width}x{height}: latents max rel err {err:.2e}")
-    assert err < 1e-4
+    assert err < 5e-5  # measured 2e-6 .. 7e-6
     ours = np.asarray(result.image, dtype=np.float32) / 255.0
     assert result.image.size == (width, height)
     # 8-bit rounding: at most one level apart.
