@@ -22,11 +22,11 @@ import struct
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import sentencepiece
 
-from mlx_flux.tokenizers.clip import TokenizedText, frame, read_config, special_name
+from mlx_flux.tokenizers.common import TokenizedText, frame, special_config, special_name
 from mlx_flux.weights import WeightError
 
 _EXTRA_IDS = 100  # sentinel tokens <extra_id_0..99>, numbered down from the top of the vocab
@@ -252,13 +252,7 @@ class T5Tokenizer:
         path = folder / "spiece.model"
         if not path.is_file():
             raise WeightError(f"missing tokenizer file: {path}")
-        config: dict[str, Any] = {}
-        for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the later file wins
-            if (folder / name).is_file():
-                config.update(read_config(folder / name))
-        max_length = config.get("model_max_length", 512)
-        if not isinstance(max_length, int) or not 2 <= max_length <= 1_000_000:
-            max_length = 512  # transformers writes a huge sentinel when there is no limit
+        config, max_length = special_config(folder, default_max_length=512, min_length=2)
         # transformers takes the ids of typed-in special tokens from this table when present.
         decoder = config.get("added_tokens_decoder")
         specials = None
