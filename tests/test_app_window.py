@@ -577,3 +577,32 @@ def test_an_image_naming_a_hub_model_does_not_start_a_download(qtbot, window, tm
     assert window.controls.guidanceValue.text() == "4.0"
     assert not window.queue.is_busy() and len(isolated) == loads  # nothing fetched yet
     assert "loads on Generate" in window.modelStatusLabel.text()
+
+
+QUIT_AFTER_COPY = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QImage
+from app.main import create_app
+from app.window import Shown
+
+app, window = create_app(["mlx-flux", "--data-dir", sys.argv[1]])
+image = QImage(32, 32, QImage.Format.Format_RGB32)
+image.fill(0x336699)
+window.show_image(Shown(image))
+window.copy_image()
+QTimer.singleShot(200, app.quit)
+sys.exit(app.exec())
+"""
+
+
+def test_quitting_after_copying_an_image_exits_cleanly(tmp_path):
+    """A copied image must not crash the process when Qt tears the clipboard down at exit."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run([sys.executable, "-c", QUIT_AFTER_COPY, str(tmp_path / "data")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
