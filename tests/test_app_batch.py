@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 import app.worker as worker_module
-from test_app_support import TIMEOUT, caching_loader, open_window, set_spin, small, type_prompt, wait_ready
+from test_app_support import TIMEOUT, caching_loader, open_window, ready_window, set_spin, small, type_prompt, wait_ready
 
 
 @pytest.fixture(autouse=True)
@@ -22,9 +22,7 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture
 def window(qtbot, tmp_path, tiny_schnell):
-    _, w = open_window(qtbot, tmp_path / "data", tiny_schnell)
-    wait_ready(qtbot, w)
-    small(qtbot, w)
+    w = ready_window(qtbot, tmp_path / "data", tiny_schnell)
     yield w
     w.close()
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 import app.window as window_module
 import app.worker as worker_module
 from app.history import HistoryError
-from test_app_support import TIMEOUT, caching_loader, open_window, small, type_prompt, wait_ready
+from test_app_support import TIMEOUT, caching_loader, open_window, ready_window, small, type_prompt, wait_ready
 from test_app_window import generate, seed_history
 
 
@@ -87,9 +87,7 @@ def test_bad_model_folder_shows_a_message_and_the_app_recovers(qtbot, tmp_path, 
 
 @pytest.fixture
 def window(qtbot, tmp_path, tiny_schnell):
-    _, w = open_window(qtbot, tmp_path / "data", tiny_schnell)
-    wait_ready(qtbot, w)
-    small(qtbot, w)
+    w = ready_window(qtbot, tmp_path / "data", tiny_schnell)
     yield w
     w.close()
 

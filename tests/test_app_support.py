@@ -177,3 +177,11 @@ def type_prompt(qtbot, window, text: str) -> None:
 def small(qtbot, window, size: int = 64) -> None:
     set_spin(qtbot, window.widthSpin, size)
     set_spin(qtbot, window.heightSpin, size)
+
+
+def ready_window(qtbot, data_dir: Path, model: Path | str):
+    """A window on `model`, loaded, idle and set to a small size: the usual starting point."""
+    _, window = open_window(qtbot, data_dir, model)
+    wait_ready(qtbot, window)
+    small(qtbot, window)
+    return window

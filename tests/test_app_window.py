@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 
 import app.window as window_module
 import app.worker as worker_module
-from test_app_support import TIMEOUT, caching_loader, open_window, set_spin, small, type_prompt, wait_ready
+from test_app_support import TIMEOUT, caching_loader, open_window, ready_window, set_spin, type_prompt, wait_ready
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +30,7 @@ def data_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def window(qtbot, data_dir, tiny_schnell):
-    _, w = open_window(qtbot, data_dir, tiny_schnell)
-    wait_ready(qtbot, w)
-    small(qtbot, w)
+    w = ready_window(qtbot, data_dir, tiny_schnell)
     yield w
     w.close()
 
