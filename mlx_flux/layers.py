@@ -22,7 +22,11 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from .fanout import concat_fan_out, fan_out
+
 EPS = 1e-6  # LayerNorm and QK RMSNorm epsilon of FLUX (MLX's nn defaults are 1e-5)
+# CPU attention works on groups of heads whose float32 scores fit this (512x512: two heads).
+ATTENTION_PIECE_BYTES = 16 * 1024**2
 
 
 # --- elementwise helpers ---------------------------------------------------------------------
@@ -38,8 +42,23 @@ def silu(x: mx.array) -> mx.array:
     return _f32(nn.silu, x)
 
 
+_GELU_C = 2 * math.sqrt(2 / math.pi)
+
+
+def _gelu_tanh_f32(x: mx.array) -> mx.array:
+    # 0.5 * x * (1 + tanh(u)) == x * sigmoid(2u): the same function with one
+    # transcendental and fewer passes (MLX's CPU tanh is its slowest elementwise op).
+    return x * mx.sigmoid(x * (_GELU_C + (_GELU_C * 0.044715) * (x * x)))
+
+
 def gelu_tanh(x: mx.array) -> mx.array:
-    return _f32(nn.gelu_approx, x)
+    """tanh-approximated GELU ("gelu_pytorch_tanh"), computed in float32."""
+    return _f32(_gelu_tanh_f32, x)
+
+
+def gelu_tanh_parts(x: mx.array) -> list[mx.array]:
+    """`gelu_tanh` of x in feature slices, one per CPU stream (see `fanout`); join with concatenate."""
+    return fan_out(gelu_tanh, [x], axis=-1)
 
 
 def layer_norm(x: mx.array) -> mx.array:
@@ -129,11 +148,21 @@ def apply_rope(x: mx.array, pe: mx.array) -> mx.array:
 # --- attention -------------------------------------------------------------------------------
 
 def attention(q: mx.array, k: mx.array, v: mx.array, pe: mx.array) -> mx.array:
-    """Unmasked attention with RoPE: q, k, v [B, H, S, D] -> [B, S, H*D] (head-major features)."""
+    """Unmasked attention with RoPE: q, k, v [B, H, S, D] -> [B, S, H*D] (head-major features).
+
+    Heads are independent: on the CPU groups of them run on separate streams (the
+    softmax is single-threaded there), and in groups small enough that the float32
+    scores the CPU materialises stay under ATTENTION_PIECE_BYTES each; on a GPU this is
+    one fused call.
+    """
     B, H, S, D = q.shape
-    q, k = apply_rope(q, pe), apply_rope(k, pe)
-    x = mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5)
-    return x.transpose(0, 2, 1, 3).reshape(B, S, H * D)
+    pieces = math.ceil(B * H * S * S * 4 / ATTENTION_PIECE_BYTES)
+
+    def heads(q: mx.array, k: mx.array, v: mx.array) -> mx.array:
+        x = mx.fast.scaled_dot_product_attention(apply_rope(q, pe), apply_rope(k, pe), v, scale=D**-0.5)
+        return x.transpose(0, 2, 1, 3).reshape(B, S, -1)
+
+    return concat_fan_out(heads, [q, k, v], axis=1, out_axis=-1, cpu_pieces=pieces)
 
 
 def split_heads(qkv: mx.array, num_heads: int) -> tuple[mx.array, mx.array, mx.array]:
@@ -207,9 +236,10 @@ class Modulation(nn.Module):
 
 
 def _mlp(layers: list, x: mx.array) -> mx.array:
-    for layer in layers:
-        x = layer(x)
-    return x
+    """[Linear, GELU, Linear] with the GELU fanned out over CPU streams (see `fanout`)."""
+    fc1, _, fc2 = layers
+    parts = gelu_tanh_parts(fc1(x))
+    return fc2(parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=-1))
 
 
 class GELU(nn.Module):
@@ -289,7 +319,7 @@ class SingleStreamBlock(nn.Module):
         q, k = self.norm(q, k, v)
         attn = attention(q, k, v, pe)
 
-        output = self.linear2(mx.concatenate([attn, gelu_tanh(mlp)], axis=-1))
+        output = self.linear2(mx.concatenate([attn, *gelu_tanh_parts(mlp)], axis=-1))
         return x + mod.gate * output
 
 

@@ -97,6 +97,7 @@ class FluxPipeline:
         # mx.compile fuses the elementwise work between matmuls: a gain on a GPU; on the CPU
         # it measured no faster and its first trace costs ~20 s of C++ compilation.
         self.compile: bool = mx.default_device() == mx.gpu
+        memory.configure_cache()
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -336,6 +337,7 @@ class FluxPipeline:
             images.append(_to_pil(img[0]))
         timings["decode"] = time.perf_counter() - t2
         meter.stop()
+        mx.clear_cache()  # between generations the app holds its weights, not last image's buffers
 
         results = []
         for i, seed in enumerate(seeds):

@@ -18,6 +18,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from .fanout import concat_fan_out
+from .layers import gelu_tanh
 from .weights import (
     apply_weights,
     default_dtype,
@@ -29,7 +31,7 @@ from .weights import (
 
 # transformers' ACT2FN names -> MLX. "gelu" is the exact erf form there; "gelu_new" the
 # tanh approximation, which is what "gated-gelu" (T5 v1.1, FLUX) means.
-_ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "gelu_new": nn.gelu_approx, "silu": nn.silu}
+_ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "gelu_new": gelu_tanh, "silu": nn.silu}
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,9 @@ class T5DenseGatedActDense(nn.Module):
         self.act = _ACTIVATIONS[config.activation]
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.wo(self.act(self.wi_0(x)) * self.wi_1(x))
+        # the gating is elementwise: on the CPU its feature slices run on separate streams
+        gated = concat_fan_out(lambda h0, h1: self.act(h0) * h1, [self.wi_0(x), self.wi_1(x)], axis=-1, out_axis=-1)
+        return self.wo(gated)
 
 
 class T5LayerSelfAttention(nn.Module):
