@@ -27,6 +27,7 @@ from typing import Callable, Mapping, NamedTuple
 import mlx.core as mx
 import mlx.nn as nn
 
+from .fanout import concat_fan_out
 from .weights import (
     WeightError,
     apply_weights,
@@ -282,8 +283,8 @@ def _conv(
         i0, i1 = o0 * s - top, (o1 - 1) * s - top + k  # input rows needed, in padded coordinates
         a, b = max(i0, 0), min(i1, Hin)
         h = x[:, a // f : -(-b // f)]
-        if pre is not None:
-            h = pre(h)
+        if pre is not None:  # elementwise: on the CPU its row slices run on separate streams
+            h = concat_fan_out(pre, [h], axis=1, out_axis=1)
         if upsample:  # nearest neighbour; the first source row may contribute only its second copy
             h = mx.repeat(mx.repeat(h, 2, axis=1), 2, axis=2)[:, a % 2 : a % 2 + b - a]
         if a - i0 or i1 - b or left or right:
