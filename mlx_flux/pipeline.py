@@ -337,7 +337,6 @@ class FluxPipeline:
             images.append(_to_pil(img[0]))
         timings["decode"] = time.perf_counter() - t2
         meter.stop()
-        mx.clear_cache()  # between generations the app holds its weights, not last image's buffers
 
         results = []
         for i, seed in enumerate(seeds):
@@ -345,6 +344,7 @@ class FluxPipeline:
                     "height": height, "model": self.model_name, "version": __version__}
             results.append(GenerationResult(images[i], sampler.nhwc_to_nchw(final[i : i + 1]), seed, meta,
                                             emb.truncated, dict(timings), dict(meter.peaks)))
+        mx.clear_cache()  # between generations the app holds its weights, not the last image's buffers
         return results
 
     def _initial_latents(self, latents, width, height, channels, batch) -> mx.array:

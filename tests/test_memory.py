@@ -90,3 +90,23 @@ def test_steps_are_reported_in_order_while_the_next_is_queued(normal):
     assert [e.step for e in events] == [1, 2, 3, 4] and all(e.total == 4 for e in events)
     assert all(a.elapsed <= b.elapsed for a, b in zip(events, events[1:]))
     assert events[-1].preview().size[0] > 0
+
+
+def test_pipeline_keeps_step_buffers_on_the_cpu_and_frees_them_after_a_generation(normal, monkeypatch):
+    if mx.default_device() == mx.cpu:  # set when the pipeline was made
+        limit = mx.set_cache_limit(0)  # returns the limit it replaces
+        mx.set_cache_limit(limit)
+        assert limit == min(memory.CPU_CACHE_LIMIT, memory.machine_memory() // 8)
+    cached_at_clear = []
+    real_clear = mx.clear_cache
+
+    def clear() -> None:
+        cached_at_clear.append(mx.get_cache_memory())
+        real_clear()
+
+    monkeypatch.setattr(mx, "clear_cache", clear)
+    normal.generate(PROMPT, width=256, height=256, steps=2, seed=1)
+    # the generation's freed buffers were cached while it ran, and handed back at its end;
+    # what remains is what its last local arrays released on return
+    assert cached_at_clear and cached_at_clear[-1] > 1024**2
+    assert mx.get_cache_memory() < cached_at_clear[-1] / 10
