@@ -27,6 +27,7 @@ def format_duration(seconds: float) -> str:
 class ImagePanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._batch: tuple[int, int, int, int, int] | None = None  # see show_batch_step
         self.messageBar = MessageBar()
         self.previewView = name_widget(ImageView(), "previewView", "The generated image")
         self.previewView.set_placeholder(PLACEHOLDER)
@@ -72,15 +73,30 @@ class ImagePanel(QWidget):
 
     # -- progress ---------------------------------------------------------------------------
     def reset_progress(self, text: str) -> None:
+        self._batch = None
         self.progressBar.setRange(0, 1)
         self.progressBar.setValue(0)
         self.progressLabel.setText(text)
 
+    def start_run(self, steps: int) -> None:
+        self.reset_progress("Starting…")
+        self.progressBar.setRange(0, max(1, steps))
+
+    def show_batch_step(self, first: int, last: int, count: int, step: int, steps: int) -> None:
+        """Which images of a batch the next show_step is about (they are made together)."""
+        self._batch = (first, last, count, step, steps)
+
     def show_step(self, step: int, total: int, elapsed: float) -> None:
-        """Step n/N with elapsed time and a remaining-time estimate from the pace so far."""
+        """Step n/N (in a batch: which images, and their chunk's step) with elapsed time and a
+        remaining-time estimate from the pace so far; bar and times cover the whole run."""
         self.progressBar.setRange(0, max(1, total))
         self.progressBar.setValue(step)
-        text = f"Step {step}/{total} · {format_duration(elapsed)}"
+        if self._batch is None:
+            text = f"Step {step}/{total} · {format_duration(elapsed)}"
+        else:
+            first, last, count, chunk_step, chunk_steps = self._batch
+            images = f"Image {first}" if first == last else f"Images {first}–{last}"
+            text = f"{images} of {count} · step {chunk_step}/{chunk_steps} · {format_duration(elapsed)}"
         if 0 < step < total:
             text += f" · about {format_duration(elapsed / step * (total - step))} left"
         self.progressLabel.setText(text)

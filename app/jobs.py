@@ -35,6 +35,7 @@ class JobQueue(QObject):
     modelFailed = Signal(str, str)  # source, message
     jobStarted = Signal(object)  # Job
     progress = Signal(int, int, float)  # step, total, elapsed seconds
+    batchProgress = Signal(int, int, int, int, int)  # first, last image of the chunk, count, step, steps
     preview = Signal(QImage)
     finished = Signal(object)  # JobResult
     failed = Signal(object, str)  # Job, message
@@ -65,6 +66,7 @@ class JobQueue(QObject):
         self.worker.modelReady.connect(self._on_model_ready)
         self.worker.modelFailed.connect(self._on_model_failed)
         self.worker.jobStarted.connect(self._on_started)
+        self.worker.batchProgress.connect(self.batchProgress)
         self.worker.progress.connect(self.progress)
         self.worker.preview.connect(self.preview)
         self.worker.finished.connect(self._on_finished)

@@ -228,6 +228,7 @@ class MainWindow(QMainWindow):
         q.modelReady.connect(self._on_model_ready)
         q.modelFailed.connect(self._on_model_failed)
         q.jobStarted.connect(self._on_job_started)
+        q.batchProgress.connect(self.imagePanel.show_batch_step)
         q.progress.connect(self.imagePanel.show_step)
         q.preview.connect(lambda image: self.previewView.set_image(image, preview=True))
         q.finished.connect(self._on_finished)
@@ -395,9 +396,7 @@ class MainWindow(QMainWindow):
 
     def _on_job_started(self, job: Job) -> None:
         p = job.params
-        self.progressBar.setRange(0, max(1, p.steps or 1))
-        self.progressBar.setValue(0)
-        self.progressLabel.setText("Starting…")
+        self.imagePanel.start_run(p.steps or 1)
         # Until the final image arrives the view shows previews: say so, and keep the image
         # actions (which act on a finished image) out of reach meanwhile.
         seeds = [j.params.seed for j in self.queue.running_jobs] or [p.seed]
@@ -444,7 +443,7 @@ class MainWindow(QMainWindow):
 
     def _on_idle(self) -> None:
         self.controls.set_busy(False)
-        if self.progressLabel.text().startswith(("Step", "Starting", "Cancelling", "Loading")):
+        if self.progressLabel.text().startswith(("Step", "Image", "Starting", "Cancelling", "Loading")):
             self.imagePanel.reset_progress("Ready")
 
     def _update_model_status(self) -> None:

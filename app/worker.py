@@ -113,6 +113,9 @@ class Worker(QObject):
     modelFailed = Signal(str, str)  # model source, user-facing message
     jobStarted = Signal(int)  # id of the first job of a run, when the worker picks the run up
     progress = Signal(int, int, float)  # step (1-based), total steps, seconds elapsed (over a whole batch)
+    # A batch only, just before each progress: the images being made, first..last (1-based) of
+    # the run's count, and the step / steps of that chunk.
+    batchProgress = Signal(int, int, int, int, int)  # first, last, count, step, steps
     preview = Signal(QImage)  # the predicted clean image at the latest step (a batch: its chunk's first)
     finished = Signal(object)  # JobResult, one per image, in seed order within a batch
     failed = Signal(int, str)  # job id, user-facing message; stands for every unfinished job of its run
@@ -211,10 +214,12 @@ class Worker(QObject):
             self._run_batch(live, info)
 
     def _step_reporter(self, stop: Callable[[], bool], offset: int = 0, total: int | None = None,
-                       started: float | None = None) -> Callable[[Any], None]:
+                       started: float | None = None,
+                       images: tuple[int, int, int] | None = None) -> Callable[[Any], None]:
         """The engine's step callback: previews, progress, and the only place a run can stop.
 
-        offset/total/started renumber the steps of one chunk over a whole batch."""
+        offset/total/started renumber the steps of one chunk over a whole batch; images
+        (first, last, count) says which images of the batch the chunk makes."""
         cancelled_error = _cancelled_error()
 
         def on_step(event: Any) -> None:
@@ -225,6 +230,8 @@ class Worker(QObject):
             except Exception:  # a preview is a nicety; never let it kill the run
                 log.debug("preview failed", exc_info=True)
             elapsed = float(event.elapsed) if started is None else time.time() - started
+            if images is not None:
+                self.batchProgress.emit(*images, int(event.step), int(event.total))
             self.progress.emit(offset + int(event.step), int(total or event.total), elapsed)
             if stop():
                 raise cancelled_error("Cancelled")
@@ -265,6 +272,7 @@ class Worker(QObject):
         size = _chunk_size(self._pipe, params.width, params.height, len(jobs))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         total = len(chunks) * steps
+        number = {job.id: i + 1 for i, job in enumerate(jobs)}  # stays put when a job is dropped
         started_at = time.time()
         for k, chunk in enumerate(chunks):
             chunk = self._drop_cancelled(chunk)  # removed from the queue while earlier chunks ran
@@ -277,7 +285,8 @@ class Worker(QObject):
                     height=params.height, steps=params.steps,
                     guidance=params.guidance if info.default_guidance is not None else None,
                     callback=self._step_reporter(lambda: all(self._is_cancelled(i) for i in ids),
-                                                 offset=k * steps, total=total, started=started_at),
+                                                 offset=k * steps, total=total, started=started_at,
+                                                 images=(number[ids[0]], number[ids[-1]], len(jobs))),
                     max_batch=len(chunk),
                 )
             except cancelled_error:

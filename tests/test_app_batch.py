@@ -4,6 +4,7 @@ still its own PNG and history entry; a freshly loaded model is warmed up in the 
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from PySide6.QtCore import Qt
 
 import app.worker as worker_module
 from test_app_support import TIMEOUT, caching_loader, open_window, ready_window, set_spin, small, type_prompt, wait_ready
+
+DURATION = r"(\d+\.\d s|\d+ s|\d+ min \d\d s)"  # format_duration's three forms
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +48,22 @@ def spy(window, monkeypatch):
     monkeypatch.setattr(pipe, "generate_batch", generate_batch)
     monkeypatch.setattr(pipe, "generate", generate)
     return calls
+
+
+@pytest.fixture
+def chunks_of(window, monkeypatch):
+    """Makes the engine say that only `n` images of this size fit in one transformer pass."""
+    def set_chunk_size(n: int) -> None:
+        monkeypatch.setattr(window.queue.worker._pipe, "auto_max_batch", lambda width, height: n)
+    return set_chunk_size
+
+
+def label_after_each_step(window) -> list[str]:
+    """The progress text as the person reads it once each step has been shown."""
+    seen: list[str] = []
+    # Connected after the window's own slot, so it runs after the label was updated.
+    window.queue.progress.connect(lambda *a: seen.append(window.progressLabel.text()))
+    return seen
 
 
 def hold_steps(window) -> threading.Event:
@@ -152,3 +171,32 @@ def test_model_is_warmed_up_in_the_background_after_loading(qtbot, tmp_path, tin
     finally:
         release.set()
         window.close()
+
+
+def test_progress_says_which_images_of_the_batch_are_being_made(qtbot, window, chunks_of):
+    chunks_of(2)  # three images: 1-2 together, then 3
+    seen = label_after_each_step(window)
+    set_spin(qtbot, window.countSpin, 3)
+    type_prompt(qtbot, window, "three kites")
+    qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.historyModel.rowCount() == 3 and not window.queue.is_busy(), timeout=TIMEOUT)
+
+    expected = [f"Images 1–2 of 3 · step {s}/4" for s in range(1, 5)] + \
+               [f"Image 3 of 3 · step {s}/4" for s in range(1, 5)]
+    assert [" · ".join(text.split(" · ")[:2]) for text in seen] == expected
+    # Then the time so far and what is left of the whole batch (nothing left after its last step).
+    for what, text in zip(expected[:-1], seen[:-1]):
+        assert re.fullmatch(rf"{what} · {DURATION} · about {DURATION} left", text), text
+    assert re.fullmatch(rf"Image 3 of 3 · step 4/4 · {DURATION}", seen[-1]), seen[-1]
+    assert window.progressLabel.text().startswith("Done in ")
+
+    # One image keeps its wording.
+    seen.clear()
+    set_spin(qtbot, window.countSpin, 1)
+    with qtbot.waitSignal(window.queue.finished, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    wait_ready(qtbot, window)
+    assert len(seen) == 4
+    for step, text in enumerate(seen, 1):
+        left = rf" · about {DURATION} left" if step < 4 else ""
+        assert re.fullmatch(rf"Step {step}/4 · {DURATION}{left}", text), text

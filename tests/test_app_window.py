@@ -221,7 +221,7 @@ def test_cancel_stops_within_a_step_and_the_next_run_works(qtbot, window):
     with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):  # step 1 is under way
         qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
     assert window.cancelButton.isEnabled()
-    assert window.progressLabel.text().startswith("Step 1/4")
+    assert window.progressLabel.text().startswith("Images 1–2 of 2 · step 1/4 · ")  # made together
     assert window.previewView.is_preview() and window.imageInfoLabel.text().startswith("Generating")
     assert not window.exportButton.isEnabled()  # acts on finished images only
     with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):

@@ -201,6 +201,40 @@ def test_seeds_of_one_request_run_as_a_batch_in_chunks(qtbot, queue, fake):
     assert [r.job.id for r in results] == [j.id for j in jobs]
 
 
+def test_each_step_of_a_batch_says_which_images_it_makes(qtbot, queue, fake):
+    fake.max_batch = 2
+    heard = []
+    queue.batchProgress.connect(lambda *images: heard.append(("images", *images)))
+    queue.progress.connect(lambda s, t, e: heard.append(("step", s, t)))
+    queue.submit([params(seed=s) for s in (5, 6, 7)])
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+    # Images 1-2 together, then image 3 alone; each just before the step it belongs to.
+    expected = []
+    for chunk, (first, last) in enumerate([(1, 2), (3, 3)]):
+        for step in (1, 2, 3):
+            expected += [("images", first, last, 3, step, 3), ("step", chunk * 3 + step, 6)]
+    assert heard == expected
+
+    heard.clear()
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):
+        queue.submit([params()])
+    assert heard == [("step", 1, 3), ("step", 2, 3), ("step", 3, 3)]  # one image: no image numbers
+
+
+def test_image_numbers_stay_put_when_an_image_leaves_a_batch(qtbot, queue, fake):
+    fake.max_batch = 2
+    gate = threading.Event()
+    queue.worker.progress.connect(lambda *a: gate.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    heard = []
+    queue.batchProgress.connect(lambda first, last, count, step, steps: heard.append((first, last, count)))
+    with qtbot.waitSignal(queue.progress, timeout=TIMEOUT):
+        jobs = queue.submit([params(seed=s) for s in (1, 2, 3, 4)])
+    queue.cancel(jobs[2].id)  # the third image, not started yet
+    gate.set()
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)
+    assert heard == [(1, 2, 4)] * 3 + [(4, 4, 4)] * 3
+
+
 def test_same_seed_twice_gets_two_files(qtbot, queue, fake):
     results = []
     queue.finished.connect(results.append)

@@ -104,7 +104,7 @@ def main() -> None:
     window.promptEdit.setPlainText("An astronaut riding a horse on the moon, cinematic lighting")
     window.countSpin.setValue(3)
     window.generate()
-    wait(app, lambda: window.progressLabel.text().startswith("Step 2"))
+    wait(app, lambda: "step 2/" in window.progressLabel.text().lower())  # a batch: "Images 1–3 of 3 · step 2/4"
     shoot(app, "generating.png")
     gate.set()
     wait(app, lambda: not window.queue.is_busy())
