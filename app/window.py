@@ -70,6 +70,8 @@ class MainWindow(QMainWindow):
         self.model_info: ModelInfo | None = None
         self._pending_restore: GenerationParams | None = None  # re-applied once a restored model loads
         self._selecting_quietly = False  # selecting a new entry in code must not restore it
+        # The person picked an image to look at: runs under way leave it in view (until Generate).
+        self._view_pinned = False
         self._closed = False
 
         self.queue = JobQueue(data_dir.images, self)
@@ -230,7 +232,7 @@ class MainWindow(QMainWindow):
         q.jobStarted.connect(self._on_job_started)
         q.batchProgress.connect(self.imagePanel.show_batch_step)
         q.progress.connect(self.imagePanel.show_step)
-        q.preview.connect(lambda image: self.previewView.set_image(image, preview=True))
+        q.preview.connect(self._on_preview)
         q.finished.connect(self._on_finished)
         q.failed.connect(self._on_failed)
         q.cancelled.connect(self._on_cancelled)
@@ -293,7 +295,15 @@ class MainWindow(QMainWindow):
         count = self.countSpin.value()
         seeds = [None] * count if params.seed is None else [params.seed + i for i in range(count)]
         self.messageBar.dismiss()
-        return self.queue.submit([params.with_(seed=seed) for seed in seeds])
+        return self.submit([params.with_(seed=seed) for seed in seeds])
+
+    def submit(self, requests: list[GenerationParams]) -> list[Job]:
+        """Queue `requests`; the view follows the live previews again."""
+        if self._view_pinned:
+            self._view_pinned = False
+            if self.queue.running is not None:
+                self._show_generating(self.queue.running)
+        return self.queue.submit(requests)
 
     def cancel_all(self) -> None:
         if self.queue.is_busy():
@@ -395,14 +405,22 @@ class MainWindow(QMainWindow):
         self._update_model_status()
 
     def _on_job_started(self, job: Job) -> None:
-        p = job.params
-        self.imagePanel.start_run(p.steps or 1)
+        self.imagePanel.start_run(job.params.steps or 1)
+        if not self._view_pinned:
+            self._show_generating(job)
+
+    def _show_generating(self, job: Job) -> None:
         # Until the final image arrives the view shows previews: say so, and keep the image
         # actions (which act on a finished image) out of reach meanwhile.
+        p = job.params
         seeds = [j.params.seed for j in self.queue.running_jobs] or [p.seed]
         what = f"seed {p.seed}" if len(seeds) == 1 else f"{len(seeds)} images · seeds {_seed_list(seeds)}"
         self.imageInfoLabel.setText(f"Generating · {what} · {p.width}×{p.height} · {p.steps} steps")
         self._set_image_actions_enabled(False)
+
+    def _on_preview(self, image: QImage) -> None:
+        if not self._view_pinned:
+            self.previewView.set_image(image, preview=True)
 
     def _on_finished(self, result: JobResult) -> None:
         params = result.params
@@ -419,16 +437,20 @@ class MainWindow(QMainWindow):
         else:
             self.show_message(f"The image was made but could not be saved: {result.save_error} "
                               "Use Export to save it somewhere else.")
-        self.show_image(Shown(result.image, params, result.metadata, result.saved_path,
-                              entry.id if entry else None))
+        # A pinned view keeps the image the person is looking at (and its settings in the
+        # controls); the new one waits in the history, unless it exists nowhere else.
+        follow = not self._view_pinned or entry is None
+        if follow:
+            self.show_image(Shown(result.image, params, result.metadata, result.saved_path,
+                                  entry.id if entry else None))
+            # Show the seed that was used, without locking it (random stays random).
+            self.controls.set_seed(params.seed or 0, lock=False)
         if result.prompt_truncated and not self.messageBar.kind:
             self.show_message("The prompt is longer than the model reads; its end was ignored.", "info")
-        # Show the seed that was used, without locking it (random stays random).
-        self.controls.set_seed(params.seed or 0, lock=False)
         if self.queue.running is None:  # not while more images of the same batch are coming
             self.imagePanel.show_done(f"Done in {format_duration(result.finished_at - result.started_at)}")
         if entry is not None:
-            self.refresh_history(select_id=entry.id)
+            self.refresh_history(select_id=entry.id if follow else None)
 
     def _on_failed(self, job: Job, message: str) -> None:
         if not (self.messageBar.kind and message in self.messageBar.text()):  # a failed load said it already
@@ -613,6 +635,7 @@ class MainWindow(QMainWindow):
             self.show_message(f"The image file of this entry is missing: {entry.image_path}", "warning")
         self.show_image(Shown(image, entry.params, entry.metadata,
                               entry.image_path if not image.isNull() else None, entry.id))
+        self._view_pinned = not image.isNull()
         self.restore_params(entry.params)
 
     def restore_params(self, params: GenerationParams, prompt: bool = True) -> None:
@@ -635,7 +658,7 @@ class MainWindow(QMainWindow):
         if entry is None:
             return []
         self.restore_params(entry.params)
-        return self.queue.submit([entry.params])
+        return self.submit([entry.params])
 
     def copy_selected_prompt(self) -> None:
         entry = self.selected_entry()
@@ -671,6 +694,7 @@ class MainWindow(QMainWindow):
         _trash(entry.image_path)
         if self.shown is not None and self.shown.entry_id == entry.id:
             self.shown = None
+            self._view_pinned = False  # nothing left to look at: back to the live previews
             self.previewView.clear()
             self.imageInfoLabel.setText("")
             self._update_image_actions()
@@ -731,6 +755,7 @@ class MainWindow(QMainWindow):
         image = QImage(str(path))
         if not image.isNull():
             self.show_image(Shown(image, restored, dict(metadata or {}), path))
+            self._view_pinned = True
         self.messageBar.dismiss()
         self.statusBar().showMessage(f"Settings restored from {path.name}", 4000)
         return True

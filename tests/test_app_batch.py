@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 
 import app.worker as worker_module
 from test_app_support import TIMEOUT, caching_loader, open_window, ready_window, set_spin, small, type_prompt, wait_ready
+from test_app_window import click_history_row
 
 DURATION = r"(\d+\.\d s|\d+ s|\d+ min \d\d s)"  # format_duration's three forms
 
@@ -56,6 +58,16 @@ def chunks_of(window, monkeypatch):
     def set_chunk_size(n: int) -> None:
         monkeypatch.setattr(window.queue.worker._pipe, "auto_max_batch", lambda width, height: n)
     return set_chunk_size
+
+
+@pytest.fixture
+def one_step_at_a_time(window):
+    """On the worker thread: hold each step until the test releases the semaphore once more."""
+    allowed = threading.Semaphore(0)
+    window.queue.worker.progress.connect(lambda *a: allowed.acquire(timeout=TIMEOUT / 1000),
+                                         Qt.ConnectionType.DirectConnection)
+    yield allowed
+    allowed.release(1000)  # never leave the worker waiting when a test fails
 
 
 def label_after_each_step(window) -> list[str]:
@@ -200,3 +212,59 @@ def test_progress_says_which_images_of_the_batch_are_being_made(qtbot, window, c
     for step, text in enumerate(seen, 1):
         left = rf" · about {DURATION} left" if step < 4 else ""
         assert re.fullmatch(rf"Step {step}/4 · {DURATION}{left}", text), text
+
+
+def test_an_image_picked_in_the_history_stays_in_view_while_the_batch_goes_on(qtbot, window, chunks_of,
+                                                                             one_step_at_a_time):
+    steps = one_step_at_a_time
+    chunks_of(2)  # seeds 20-21, then 22-23
+    set_spin(qtbot, window.seedSpin, 20)
+    set_spin(qtbot, window.countSpin, 4)
+    type_prompt(qtbot, window, "four boats")
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    steps.release(4)  # the first two images are finished, the worker holds in step 1 of the next two
+    qtbot.waitUntil(lambda: window.historyModel.rowCount() == 2 and
+                    window.progressLabel.text().startswith("Images 3–4 of 4 · step 1/4"), timeout=TIMEOUT)
+    assert window.previewView.is_preview()  # nobody picked an image: the view follows the run
+
+    # The person clicks the first image of the batch in the history.
+    entry = window.historyModel.entry(1)
+    assert entry.seed == 20
+    click_history_row(qtbot, window, 1)
+    finished = QImage(str(entry.image_path))
+    assert window.previewView.image() == finished and not window.previewView.is_preview()
+    assert window.seedSpin.value() == 20 and "seed 20" in window.imageInfoLabel.text()
+
+    previews: list[QImage] = []
+    window.queue.preview.connect(previews.append)
+    for step in (2, 3, 4):
+        with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+            steps.release()
+        # The run goes on where the person can see it (the progress line), not in the image.
+        assert window.progressLabel.text().startswith(f"Images 3–4 of 4 · step {step}/4")
+        assert window.previewView.image() == finished and not window.previewView.is_preview()
+    assert len(previews) == 3
+    steps.release()
+    qtbot.waitUntil(lambda: window.historyModel.rowCount() == 4 and not window.queue.is_busy(), timeout=TIMEOUT)
+
+    # The last two images went to the history; the view, the selection and the settings
+    # stay on the one the person is looking at, which can be copied or exported.
+    assert [e.seed for e in window.historyModel.entries()] == [23, 22, 21, 20]
+    assert window.previewView.image() == finished and not window.previewView.is_preview()
+    assert window.selected_entry().seed == 20 and window.shown.entry_id == entry.id
+    assert window.seedSpin.value() == 20 and "seed 20" in window.imageInfoLabel.text()
+    assert window.exportButton.isEnabled() and window.progressLabel.text().startswith("Done in ")
+
+    # Generate again: the view follows the new run's previews, then shows its image.
+    set_spin(qtbot, window.countSpin, 1)
+    type_prompt(qtbot, window, "one more boat")
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    assert window.previewView.is_preview() and window.previewView.image() != finished
+    assert window.imageInfoLabel.text().startswith("Generating · seed 20")
+    with qtbot.waitSignal(window.queue.finished, timeout=TIMEOUT) as blocker:
+        steps.release(4)
+    wait_ready(qtbot, window)
+    assert window.previewView.image() == blocker.args[0].image and not window.previewView.is_preview()
+    assert window.selected_entry().prompt == "one more boat"
