@@ -1,7 +1,8 @@
 """The main window: controls on the left, the image in the middle, history on the right.
 
 It wires widgets to the job queue (which owns the worker thread) and the history store, and
-turns every failure into a message in the window; nothing here touches MLX.
+turns every failure into a message in the window; nothing here touches MLX. The menus
+and their actions are built in menus.py.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, Qt, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QImage, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QToolButton
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QIcon, QImage
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter
 
 from app import APP_DISPLAY_NAME
 from app.controls import ControlsPanel
@@ -21,9 +22,10 @@ from app.errors import describe_error
 from app.export import dialog_filters, export_image, format_for, reveal_in_file_manager, with_extension
 from app.history import HistoryEntry, HistoryError, HistoryStore
 from app.historyview import EntryRole, HistoryPanel
-from app.imagepanel import FILE_MANAGER, PLACEHOLDER, ImagePanel, format_duration
+from app.imagepanel import PLACEHOLDER, ImagePanel, format_duration
 from app.imaging import qimage_to_pil
 from app.jobs import JobQueue
+from app.menus import build_menus
 from app.models import display_name, guess_variant, is_local, known_models
 from app.params import GenerationParams, params_from_metadata
 from app.paths import DataDir
@@ -77,7 +79,7 @@ class MainWindow(QMainWindow):
         self.queue = JobQueue(data_dir.images, self)
         try:
             self._build()
-            self._build_menus()
+            build_menus(self)
             self._connect()
             self._update_image_actions()
             self._restore_settings(initial_model)
@@ -137,72 +139,6 @@ class MainWindow(QMainWindow):
         available = screen.availableGeometry().size() if screen else None
         self.resize(min(1320, int(available.width() * 0.92)) if available else 1320,
                     min(820, int(available.height() * 0.9)) if available else 820)
-
-    def _action(self, text: str, slot, shortcut: QKeySequence | str | list | None = None,
-                name: str | None = None, tip: str | None = None) -> QAction:
-        action = QAction(text, self)
-        if name:
-            action.setObjectName(name)
-        if shortcut:
-            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
-        if tip:
-            action.setStatusTip(tip)
-        action.triggered.connect(lambda checked=False: slot())
-        return action
-
-    def _build_menus(self) -> None:
-        ctrl = Qt.KeyboardModifier.ControlModifier
-        self.generateAction = self._action(
-            "Generate", self.generate,
-            [QKeySequence(ctrl | Qt.Key.Key_Return), QKeySequence(ctrl | Qt.Key.Key_Enter)], "generateAction")
-        self.cancelAction = self._action("Cancel", self.cancel_all, QKeySequence(Qt.Key.Key_Escape), "cancelAction")
-        self.rerunAction = self._action("Re-run Selected", self.rerun_selected, "Ctrl+R", "rerunAction")
-        self.openFolderAction = self._action("Open Model Folder…", self.choose_model_folder, QKeySequence.StandardKey.Open)
-        self.openFileAction = self._action("Open Model File…", self.choose_model_file)
-        self.exportAction = self._action("Export Image…", self.choose_export, "Ctrl+E", "exportAction")
-        self.revealAction = self._action(f"Show in {FILE_MANAGER}", self.reveal_shown, "Ctrl+Shift+R")
-        self.openDataAction = self._action("Open Data Folder", self.open_data_folder)
-        self.quitAction = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.quitAction.setMenuRole(QAction.MenuRole.QuitRole)
-        self.copyImageAction = self._action("Copy Image", self.copy_image, "Ctrl+Shift+C", "copyImageAction")
-        self.copyPromptAction = self._action("Copy Prompt", self.copy_selected_prompt)
-        self.reuseSeedAction = self._action("Reuse Seed of This Image", self.reuse_seed)
-        self.deleteAction = self._action("Delete Entry…", self.delete_selected)
-        self.aboutAction = self._action(f"About {APP_DISPLAY_NAME}", self.about)
-        self.aboutAction.setMenuRole(QAction.MenuRole.AboutRole)
-        for action in (self.generateAction, self.cancelAction):
-            self.addAction(action)  # shortcuts work even with the menu bar hidden
-
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        for item in (self.openFolderAction, self.openFileAction, None, self.exportAction, self.revealAction,
-                     self.openDataAction, None, self.quitAction):
-            file_menu.addSeparator() if item is None else file_menu.addAction(item)
-        edit_menu = menu.addMenu("&Edit")
-        for item in (self.copyImageAction, self.copyPromptAction, self.reuseSeedAction, None, self.deleteAction):
-            edit_menu.addSeparator() if item is None else edit_menu.addAction(item)
-        image_menu = menu.addMenu("&Image")
-        for item in (self.generateAction, self.cancelAction, self.rerunAction):
-            image_menu.addAction(item)
-        menu.addMenu("&Help").addAction(self.aboutAction)
-
-        # The "…" button next to the model picker offers folder or file.
-        open_menu = QMenu(self.openModelButton)
-        open_menu.addAction(self.openFolderAction)
-        open_menu.addAction(self.openFileAction)
-        self.openModelButton.setMenu(open_menu)
-        self.openModelButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-
-        # Context menus on the image and the history list.
-        self.previewView.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.previewView.addActions([self.copyImageAction, self.exportAction, self.revealAction, self.reuseSeedAction])
-        delete_key = self._action("Delete Entry…", self.delete_selected, [QKeySequence(Qt.Key.Key_Delete),
-                                                                         QKeySequence(Qt.Key.Key_Backspace)])
-        delete_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.historyList.addActions([self.rerunAction, self.copyPromptAction, self.exportAction,
-                                     self.revealAction, delete_key])
-        remove = self._action("Remove from Queue", self.controls.remove_selected_from_queue)
-        self.queueList.addAction(remove)
 
     def _connect(self) -> None:
         c, q = self.controls, self.queue
