@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from app.controls import name_widget
 from app.imageview import ImageView
 from app.messagebar import MessageBar
+from app.params import GenerationParams
 
 FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File Manager")
 PLACEHOLDER = "Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings."
+
+
+@dataclass
+class Shown:
+    """The image in the big view and where it came from (for export, copy, drag, reuse seed)."""
+
+    image: QImage
+    params: GenerationParams | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the saved PNG, if any
+    entry_id: int | None = None
 
 
 def format_duration(seconds: float) -> str:

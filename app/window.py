@@ -1,16 +1,14 @@
 """The main window: controls on the left, the image in the middle, history on the right.
 
 It wires widgets to the job queue (which owns the worker thread) and the history store, and
-turns every failure into a message in the window; nothing here touches MLX. The menus
-and their actions are built in menus.py.
+turns every failure into a message in the window; nothing here touches MLX. Restoring an
+image's settings (restore.py) and the menus (menus.py) have modules of their own.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, Qt, QUrl
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QIcon, QImage
@@ -22,30 +20,18 @@ from app.errors import describe_error
 from app.export import dialog_filters, export_image, format_for, reveal_in_file_manager, with_extension
 from app.history import HistoryEntry, HistoryError, HistoryStore
 from app.historyview import EntryRole, HistoryPanel
-from app.imagepanel import PLACEHOLDER, ImagePanel, format_duration
+from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.jobs import JobQueue
 from app.menus import build_menus
 from app.models import display_name, guess_variant, is_local, known_models
-from app.params import GenerationParams, params_from_metadata
+from app.params import GenerationParams
 from app.paths import DataDir
+from app.restore import RestoreActions
 from app.settings import Settings
 from app.worker import Job, JobResult, ModelChoice, ModelInfo
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-@dataclass
-class Shown:
-    """The image in the big view and where it came from (for export, copy, drag, reuse seed)."""
-
-    image: QImage
-    params: GenerationParams | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None  # the saved PNG, if any
-    entry_id: int | None = None
 
 
 def find_icon() -> QIcon:
@@ -57,7 +43,7 @@ def find_icon() -> QIcon:
     return QIcon()
 
 
-class MainWindow(QMainWindow):
+class MainWindow(RestoreActions, QMainWindow):
     def __init__(self, data_dir: DataDir, settings: Settings, history: HistoryStore,
                  initial_model: str | None = None, startup_problems: list[str] | None = None) -> None:
         super().__init__()
@@ -574,21 +560,6 @@ class MainWindow(QMainWindow):
         self._view_pinned = not image.isNull()
         self.restore_params(entry.params)
 
-    def restore_params(self, params: GenerationParams, prompt: bool = True) -> None:
-        """Put `params` in the controls, switching model (and precision) if they differ."""
-        c = self.controls
-        if params.model and (params.model != c.current_model() or params.quantize != c.quantize()):
-            c.set_quantize(params.quantize)
-            # The new model's ranges arrive when it has loaded; apply the values again then.
-            # A hub model is not fetched just because an old image named it: it loads (and
-            # downloads if need be) when the person presses Generate.
-            self._pending_restore = params
-            self.choose_model(params.model, keep_values=True, load=is_local(params.model))
-            warm = self.model_info is not None and self.model_info.choice == ModelChoice(params.model, params.quantize)
-            if warm or not is_local(params.model):
-                self._pending_restore = None  # nothing loading now: the values below stand
-        c.apply_params(params, prompt=prompt)
-
     def rerun_selected(self) -> list[Job]:
         entry = self.selected_entry()
         if entry is None:
@@ -645,70 +616,6 @@ class MainWindow(QMainWindow):
             finally:
                 self._selecting_quietly = False
         self._update_history_actions()
-
-    # ======================================================================================
-    # drag and drop of images made by the app (or the mlx-flux CLI)
-    # ======================================================================================
-    def _dropped_image(self, mime: QMimeData) -> Path | None:
-        for url in mime.urls() if mime.hasUrls() else []:
-            if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
-                return Path(url.toLocalFile())
-        return None
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        # Our own drag-out passing over the window is not a request to restore.
-        if event.source() is None and self._dropped_image(event.mimeData()) is not None:
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:  # noqa: N802
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        path = self._dropped_image(event.mimeData())
-        if path is not None:
-            event.acceptProposedAction()
-            self.restore_from_file(path)
-
-    def restore_from_file(self, path: Path) -> bool:
-        """Read the generation settings stored in `path` and put them in the controls."""
-        try:
-            from mlx_flux.metadata import read_metadata
-
-            metadata = read_metadata(path)
-        except Exception:
-            log.exception("reading %s failed", path)
-            metadata = None
-        params = params_from_metadata(metadata) if metadata else None
-        if params is None:
-            self.show_message(f"“{path.name}” has no mlx-flux settings in it, so there is nothing to restore.",
-                              "info")
-            return False
-        model = self._model_for_name(params.model)
-        restored = params.with_(model=model, quantize=self.controls.quantize())
-        self.restore_params(restored)
-        image = QImage(str(path))
-        if not image.isNull():
-            self.show_image(Shown(image, restored, dict(metadata or {}), path))
-            self._view_pinned = True
-        self.messageBar.dismiss()
-        self.statusBar().showMessage(f"Settings restored from {path.name}", 4000)
-        return True
-
-    def _model_for_name(self, name: str) -> str:
-        """The loadable model behind a metadata `model` name; the current one if unknown."""
-        current = self.controls.current_model()
-        if not name:
-            return current
-        if self.model_info is not None and name in (self.model_info.name, self.model_info.choice.source):
-            return self.model_info.choice.source
-        combo = self.modelCombo
-        for i in range(combo.count()):
-            source = combo.itemData(i)
-            if name in (source, combo.itemText(i)) or display_name(source) == display_name(name):
-                return source
-        return current
 
     # ======================================================================================
     # messages, about, closing
