@@ -17,6 +17,12 @@ from app.messagebar import MessageBar
 from app.params import GenerationParams
 
 FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File Manager")
+# The longest progress texts of a typical run (see show_step), for the label's width.
+PROGRESS_SAMPLES = (
+    "Step 28/28 · 12 min 00 s · about 12 min 00 s left",
+    "Images 10–12 of 12 · step 28/28 · 1234.5 s · about 1234.5 s left",
+    "Images 10–12 of 12 · step 28/28 · 12 min 00 s · about 12 min 00 s left",
+)
 PLACEHOLDER = "Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings."
 
 
@@ -71,11 +77,20 @@ class ImagePanel(QWidget):
         self.progressBar.setTextVisible(False)  # the label beside it carries the text (macOS draws none)
         self.progressLabel = QLabel()
         self.progressLabel.setObjectName("progressLabel")
-        self.progressLabel.setMinimumWidth(self.progressLabel.fontMetrics().horizontalAdvance(
-            "Step 28/28 · 12 min 00 s · about 12 min 00 s left"))
+        # Wide enough for the longest text of a typical run, one image or a batch, so that the
+        # bar keeps its width while the text changes from step to step.
+        metrics = self.progressLabel.fontMetrics()
+        self.progressLabel.setMinimumWidth(max(metrics.horizontalAdvance(text) for text in PROGRESS_SAMPLES))
+        # While a picked image stays in view during a run: the way back to the live previews.
+        self.followLiveButton = name_widget(QPushButton("Show live preview"), "followLiveButton", None,
+                                            "Follow the images being made again")
+        self.followLiveButton.setAutoDefault(False)
+        self.followLiveButton.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # a click leaves the focus where it is
+        self.followLiveButton.hide()
         progress = QHBoxLayout()
         progress.addWidget(self.progressBar, 1)
         progress.addWidget(self.progressLabel)
+        progress.addWidget(self.followLiveButton)
         self.reset_progress("Ready")
 
         layout = QVBoxLayout(self)

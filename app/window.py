@@ -60,8 +60,10 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.model_info: ModelInfo | None = None
         self._pending_restore: GenerationParams | None = None  # re-applied once a restored model loads
         self._selecting_quietly = False  # selecting a new entry in code must not restore it
-        # The person picked an image to look at: runs under way leave it in view (until Generate).
-        self._view_pinned = False
+        # The person picked an image to look at: runs under way leave it in view (until Generate
+        # or "Show live preview"). Set through the _view_pinned property.
+        self._pinned = False
+        self._latest_preview: QImage | None = None  # the run's newest preview, shown at once on unpinning
         self._closed = False
 
         self.queue = JobQueue(data_dir.images, self)
@@ -97,7 +99,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         # Centre: messages, the image, its caption and actions, progress.
         self.imagePanel = ImagePanel()
         for name in ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "copyImageButton",
-                     "exportButton", "revealButton", "progressBar", "progressLabel"):
+                     "exportButton", "revealButton", "progressBar", "progressLabel", "followLiveButton"):
             setattr(self, name, getattr(self.imagePanel, name))
         self.messageLabel = self.messageBar.label
         self.previewView.drag_mime = self.image_mime
@@ -140,6 +142,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.copyImageButton.clicked.connect(self.copy_image)
         self.revealButton.clicked.connect(self.reveal_shown)
         self.reuseSeedButton.clicked.connect(self.reuse_seed)
+        self.followLiveButton.clicked.connect(self.follow_live)
         self.rerunButton.clicked.connect(self.rerun_selected)
         self.copyPromptButton.clicked.connect(self.copy_selected_prompt)
         self.deleteButton.clicked.connect(self.delete_selected)
@@ -150,6 +153,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.historyList.selectionModel().selectionChanged.connect(lambda *_: self._update_history_actions())
 
         q.changed.connect(self._on_queue_changed)
+        q.changed.connect(self._update_follow_live)
         q.loadProgress.connect(self._on_load_progress)
         q.modelReady.connect(self._on_model_ready)
         q.modelFailed.connect(self._on_model_failed)
@@ -223,11 +227,31 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
 
     def submit(self, requests: list[GenerationParams]) -> list[Job]:
         """Queue `requests`; the view follows the live previews again."""
-        if self._view_pinned:
-            self._view_pinned = False
-            if self.queue.running is not None:
-                self._show_generating(self.queue.running)
+        self.follow_live()
         return self.queue.submit(requests)
+
+    @property
+    def _view_pinned(self) -> bool:
+        return self._pinned
+
+    @_view_pinned.setter
+    def _view_pinned(self, pinned: bool) -> None:
+        self._pinned = pinned
+        self._update_follow_live()
+
+    def follow_live(self) -> None:
+        """Unpin the view: show the run under way (its newest preview at once) and follow it."""
+        if not self._view_pinned:
+            return
+        self._view_pinned = False
+        if self.queue.running is not None:
+            self._show_generating(self.queue.running)
+            if self._latest_preview is not None:
+                self.previewView.set_image(self._latest_preview, preview=True)
+
+    def _update_follow_live(self) -> None:
+        """The "Show live preview" button is there only while a picked image is in view during a run."""
+        self.followLiveButton.setVisible(self._view_pinned and self.queue.running is not None)
 
     def cancel_all(self) -> None:
         if self.queue.is_busy():
@@ -343,6 +367,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self._set_image_actions_enabled(False)
 
     def _on_preview(self, image: QImage) -> None:
+        self._latest_preview = image
         if not self._view_pinned:
             self.previewView.set_image(image, preview=True)
 
@@ -372,6 +397,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         if result.prompt_truncated and not self.messageBar.kind:
             self.show_message("The prompt is longer than the model reads; its end was ignored.", "info")
         if self.queue.running is None:  # not while more images of the same batch are coming
+            self._latest_preview = None  # the run is over: its previews are not live any more
             self.imagePanel.show_done(f"Done in {format_duration(result.finished_at - result.started_at)}")
         if entry is not None:
             self.refresh_history(select_id=entry.id if follow else None)
@@ -379,15 +405,18 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
     def _on_failed(self, job: Job, message: str) -> None:
         if not (self.messageBar.kind and message in self.messageBar.text()):  # a failed load said it already
             self.show_message(message)
+        self._latest_preview = None
         self._restore_shown()
         self.imagePanel.reset_progress("Failed")
 
     def _on_cancelled(self, job: Job) -> None:
         if self.queue.running is None:
+            self._latest_preview = None
             self._restore_shown()
             self.imagePanel.reset_progress("Cancelled")
 
     def _on_idle(self) -> None:
+        self._latest_preview = None  # no run, nothing live to go back to
         self.controls.set_busy(False)
         if self.progressLabel.text().startswith(("Step", "Image", "Starting", "Cancelling", "Loading")):
             self.imagePanel.reset_progress("Ready")

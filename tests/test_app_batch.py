@@ -268,3 +268,98 @@ def test_an_image_picked_in_the_history_stays_in_view_while_the_batch_goes_on(qt
     wait_ready(qtbot, window)
     assert window.previewView.image() == blocker.args[0].image and not window.previewView.is_preview()
     assert window.selected_entry().prompt == "one more boat"
+
+
+def test_show_live_preview_goes_back_from_a_picked_image_to_the_run(qtbot, window, chunks_of, one_step_at_a_time):
+    steps = one_step_at_a_time
+    chunks_of(2)  # seeds 30-31, then 32-33
+    set_spin(qtbot, window.seedSpin, 30)
+    set_spin(qtbot, window.countSpin, 4)
+    type_prompt(qtbot, window, "four kites")
+    button = window.followLiveButton
+    assert not button.isVisible()
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    assert not button.isVisible()  # a run, but the view follows it already
+    steps.release(4)  # the first two images are finished, the worker holds in step 1 of the next two
+    qtbot.waitUntil(lambda: window.historyModel.rowCount() == 2 and
+                    window.progressLabel.text().startswith("Images 3–4 of 4 · step 1/4"), timeout=TIMEOUT)
+    assert window.previewView.is_preview() and not button.isVisible()
+
+    # The person picks the first image of the batch: the way back to the run appears.
+    entry = window.historyModel.entry(1)
+    assert entry.seed == 30
+    click_history_row(qtbot, window, 1)
+    finished = QImage(str(entry.image_path))
+    assert window.previewView.image() == finished and not window.previewView.is_preview()
+    assert button.isVisible()
+
+    previews: list[QImage] = []
+    window.queue.preview.connect(previews.append)
+    steps.release()  # step 1's preview arrives (and stays out of view), the worker holds in step 2
+    qtbot.waitUntil(lambda: len(previews) == 1 and
+                    window.progressLabel.text().startswith("Images 3–4 of 4 · step 2/4"), timeout=TIMEOUT)
+    assert window.previewView.image() == finished and button.isVisible()
+
+    # One click: the newest preview at once, without a new run.
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert window.previewView.image() == previews[-1] and window.previewView.is_preview()
+    assert window.previewView.image() != finished
+    assert not button.isVisible()
+    assert window.imageInfoLabel.text().startswith("Generating · 2 images · seeds 32, 33")
+    assert window.queue.is_busy() and len(window.queue.running_jobs) == 2  # still the same run
+
+    # Later previews replace it again.
+    steps.release()
+    qtbot.waitUntil(lambda: len(previews) == 2, timeout=TIMEOUT)
+    assert previews[1] != previews[0]
+    assert window.previewView.image() == previews[1] and window.previewView.is_preview()
+    assert not button.isVisible()
+
+    # Picked once more, then the run ends: nothing live to go back to, so no button.
+    click_history_row(qtbot, window, 1)
+    assert window.previewView.image() == finished and button.isVisible()
+    steps.release(10)
+    qtbot.waitUntil(lambda: window.historyModel.rowCount() == 4 and not window.queue.is_busy(), timeout=TIMEOUT)
+    assert window.previewView.image() == finished and not window.previewView.is_preview()
+    assert not button.isVisible()
+
+
+def test_esc_still_cancels_while_a_picked_image_is_in_view(qtbot, window, chunks_of, one_step_at_a_time):
+    steps = one_step_at_a_time
+    chunks_of(2)
+    set_spin(qtbot, window.seedSpin, 40)
+    set_spin(qtbot, window.countSpin, 4)
+    type_prompt(qtbot, window, "four lanterns")
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    steps.release(4)
+    qtbot.waitUntil(lambda: window.historyModel.rowCount() == 2 and
+                    window.progressLabel.text().startswith("Images 3–4 of 4 · step 1/4"), timeout=TIMEOUT)
+    click_history_row(qtbot, window, 1)
+    assert window.followLiveButton.isVisible()
+    with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):
+        qtbot.keyClick(window.historyList, Qt.Key.Key_Escape)
+        steps.release(10)
+    assert window.historyModel.rowCount() == 2 and window.progressLabel.text() == "Cancelled"
+    assert not window.followLiveButton.isVisible()
+
+
+def test_the_progress_bar_keeps_its_width_while_a_batch_counts(qtbot, window):
+    panel = window.imagePanel
+    texts = [
+        "Ready",
+        "Step 2/28 · 1.2 s · about 9.6 s left",
+        "Images 1–3 of 12 · step 1/28 · 0.4 s · about 12.3 s left",
+        "Images 10–12 of 12 · step 28/28 · 1234.5 s · about 1234.5 s left",
+        "Images 10–12 of 12 · step 27/28 · 11 min 59 s · about 12 min 00 s left",
+    ]
+    widths = []
+    for text in texts:
+        window.progressLabel.setText(text)
+        panel.layout().activate()
+        qtbot.waitUntil(lambda: window.progressLabel.text() == text)
+        widths.append(window.progressBar.width())
+        # The whole text is readable where the label is.
+        assert window.progressLabel.width() >= window.progressLabel.fontMetrics().horizontalAdvance(text)
+    assert len(set(widths)) == 1, widths
