@@ -34,6 +34,7 @@ def main() -> None:
     import mlx.core as mx
 
     from mlx_flux import fanout, memory, sampler
+    from mlx_flux.fanout import concat_fan_out
     from mlx_flux import layers as L
     from mlx_flux.transformer import Flux, FluxConfig
 
@@ -50,7 +51,6 @@ def main() -> None:
     mx.eval(img0, txt0, vec, pe)
 
     times: dict[str, list[float]] = {}
-    join = lambda parts: parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=-1)  # as layers._mlp
 
     def stage(name: str, *arrays: mx.array) -> None:
         mx.eval(*arrays)
@@ -81,7 +81,7 @@ def main() -> None:
         stage("norms, modulation (MLP)", a, b)
         h1, h2 = block.img_mlp[0](a), block.txt_mlp[0](b)
         stage("matmul: MLP in", h1, h2)
-        g1, g2 = (join(L.gelu_tanh_parts(h)) for h in (h1, h2))
+        g1, g2 = (concat_fan_out(L.gelu_tanh, [h], axis=-1, out_axis=-1) for h in (h1, h2))  # as layers._mlp
         stage("GELU", g1, g2)
         img, txt = img + im2.gate * block.img_mlp[2](g1), txt + tm2.gate * block.txt_mlp[2](g2)
         stage("matmul: MLP out", img, txt)

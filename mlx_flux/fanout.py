@@ -4,7 +4,7 @@ MLX's CPU backend runs each elementwise kernel and softmax on one thread (only t
 matrix products use every core), and the transformer's GELU and attention softmax are a
 third of a CPU step. Slices evaluated on separate CPU streams run on separate threads, so
 `fan_out` cuts such work along an axis where the slices are independent (heads, features)
-and gives each slice its own stream. On a GPU, or a single-core CPU, it is one call.
+and gives each slice its own stream. On a GPU it is one call.
 
 Results are bitwise identical to the unsplit computation: every slice does exactly the
 arithmetic the whole would have done on its elements.

@@ -238,8 +238,7 @@ class Modulation(nn.Module):
 def _mlp(layers: list, x: mx.array) -> mx.array:
     """[Linear, GELU, Linear] with the GELU fanned out over CPU streams (see `fanout`)."""
     fc1, _, fc2 = layers
-    parts = gelu_tanh_parts(fc1(x))
-    return fc2(parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=-1))
+    return fc2(concat_fan_out(gelu_tanh, [fc1(x)], axis=-1, out_axis=-1))
 
 
 class GELU(nn.Module):
