@@ -17,10 +17,9 @@ from app.messagebar import MessageBar
 from app.params import GenerationParams
 
 FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File Manager")
-# The longest progress texts of a typical run (see show_step), for the label's width.
+# The longest progress texts of a typical run (see show_step and format_duration), for the label's width.
 PROGRESS_SAMPLES = (
     "Step 28/28 · 12 min 00 s · about 12 min 00 s left",
-    "Images 10–12 of 12 · step 28/28 · 1234.5 s · about 1234.5 s left",
     "Images 10–12 of 12 · step 28/28 · 12 min 00 s · about 12 min 00 s left",
 )
 PLACEHOLDER = "Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings."

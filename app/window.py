@@ -63,7 +63,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         # The person picked an image to look at: runs under way leave it in view (until Generate
         # or "Show live preview"). Set through the _view_pinned property.
         self._pinned = False
-        self._latest_preview: QImage | None = None  # the run's newest preview, shown at once on unpinning
+        self._latest_preview: QImage | None = None  # this run's newest preview, shown at once on unpinning
         self._closed = False
 
         self.queue = JobQueue(data_dir.images, self)
@@ -353,6 +353,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self._update_model_status()
 
     def _on_job_started(self, job: Job) -> None:
+        self._latest_preview = None  # a new run: nothing of it to go back to yet
         self.imagePanel.start_run(job.params.steps or 1)
         if not self._view_pinned:
             self._show_generating(job)
@@ -397,7 +398,6 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         if result.prompt_truncated and not self.messageBar.kind:
             self.show_message("The prompt is longer than the model reads; its end was ignored.", "info")
         if self.queue.running is None:  # not while more images of the same batch are coming
-            self._latest_preview = None  # the run is over: its previews are not live any more
             self.imagePanel.show_done(f"Done in {format_duration(result.finished_at - result.started_at)}")
         if entry is not None:
             self.refresh_history(select_id=entry.id if follow else None)
@@ -405,18 +405,15 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
     def _on_failed(self, job: Job, message: str) -> None:
         if not (self.messageBar.kind and message in self.messageBar.text()):  # a failed load said it already
             self.show_message(message)
-        self._latest_preview = None
         self._restore_shown()
         self.imagePanel.reset_progress("Failed")
 
     def _on_cancelled(self, job: Job) -> None:
         if self.queue.running is None:
-            self._latest_preview = None
             self._restore_shown()
             self.imagePanel.reset_progress("Cancelled")
 
     def _on_idle(self) -> None:
-        self._latest_preview = None  # no run, nothing live to go back to
         self.controls.set_busy(False)
         if self.progressLabel.text().startswith(("Step", "Image", "Starting", "Cancelling", "Loading")):
             self.imagePanel.reset_progress("Ready")
