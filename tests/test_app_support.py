@@ -32,6 +32,11 @@ class FakeResult:
     latents: Any = None
 
 
+def _colour(seed: int) -> tuple[int, int, int]:
+    """A fake image's colour: a function of its seed, so tests can tell images apart."""
+    return seed * 37 % 256, seed * 91 % 256, seed * 13 % 256
+
+
 @dataclass
 class FakePipeline:
     """Behaves like FluxPipeline for the worker: steps with callbacks, previews, results."""
@@ -58,17 +63,8 @@ class FakePipeline:
         steps = steps or self.default_steps
         seed = 1234 if seed is None else seed
         self.calls.append(dict(prompt=prompt, width=width, height=height, steps=steps, guidance=guidance, seed=seed))
-        start = time.monotonic()
-        colour = (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)
-        for step in range(1, steps + 1):
-            time.sleep(self.step_delay)
-            if callback is not None:
-                callback(FakeEvent(step, steps, time.monotonic() - start, Image.new("RGB", (8, 8), colour)))
-            if self.fail_with is not None:
-                raise self.fail_with
-        metadata = dict(prompt=prompt, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
-                        model=self.model_name, version="test")
-        return FakeResult(Image.new("RGB", (width, height), colour), seed, metadata)
+        self._steps(steps, seed, callback)
+        return self._result(prompt, seed, width, height, steps, guidance)
 
     def generate_batch(self, prompt, seeds, width=1024, height=1024, steps=None, guidance=None, callback=None,
                        max_batch=None):
@@ -77,21 +73,22 @@ class FakePipeline:
         seeds = list(seeds)
         self.batch_calls.append(dict(prompt=prompt, seeds=seeds, width=width, height=height, steps=steps,
                                      guidance=guidance, max_batch=max_batch))
+        self._steps(steps, seeds[0], callback)  # a batch previews its first image
+        return [self._result(prompt, seed, width, height, steps, guidance) for seed in seeds]
+
+    def _steps(self, steps: int, seed: int, callback) -> None:
         start = time.monotonic()
-        first = (seeds[0] * 37 % 256, seeds[0] * 91 % 256, seeds[0] * 13 % 256)
         for step in range(1, steps + 1):
             time.sleep(self.step_delay)
             if callback is not None:
-                callback(FakeEvent(step, steps, time.monotonic() - start, Image.new("RGB", (8, 8), first)))
+                callback(FakeEvent(step, steps, time.monotonic() - start, Image.new("RGB", (8, 8), _colour(seed))))
             if self.fail_with is not None:
                 raise self.fail_with
-        results = []
-        for seed in seeds:
-            colour = (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)
-            metadata = dict(prompt=prompt, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
-                            model=self.model_name, version="test")
-            results.append(FakeResult(Image.new("RGB", (width, height), colour), seed, metadata))
-        return results
+
+    def _result(self, prompt, seed, width, height, steps, guidance) -> FakeResult:
+        metadata = dict(prompt=prompt, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
+                        model=self.model_name, version="test")
+        return FakeResult(Image.new("RGB", (width, height), _colour(seed)), seed, metadata)
 
     def auto_max_batch(self, width, height):
         return self.max_batch
