@@ -11,7 +11,9 @@ engine runs in its own subprocess (its peak memory is its own) and is timed the 
 `--warmup` steps, then `--steps` steps each evaluated to completion (a host sync per step,
 as every engine's sampling loop does), reporting seconds per step and the peak memory
 above nothing (weights included). Engines: `ours` (mlx-flux, `Flux.compiled_step`, what
-the pipeline runs on a GPU), `ours-eager` (`Flux.step`), `mflux`, `diffusers` (PyTorch).
+the pipeline runs on a GPU), `ours-eager` (`Flux.step`), `ours-bounded` (the compiled step
+with `memory.eval_headroom` forced on, as the CPU has it by default: to decide whether GPUs
+should), `mflux`, `diffusers` (PyTorch).
 Engines whose package is missing are reported as such and skipped. See BENCHMARKS.md for
 how to run this on the GPU machine.
 """
@@ -74,10 +76,14 @@ def _mlx_time(run, args, mx) -> dict:
             "weight_bytes": weights, "device": str(mx.default_device())}
 
 
-def worker_ours(args, compiled: bool) -> dict:
+def worker_ours(args, compiled: bool, bounded: bool = False) -> dict:
+    import os
+
+    if bounded:
+        os.environ["MLX_FLUX_BOUNDED_EVAL"] = "1"
     import mlx.core as mx
 
-    from mlx_flux import sampler
+    from mlx_flux import memory, sampler
     from mlx_flux.transformer import Flux, FluxConfig
 
     dtype = getattr(mx, args.dtype)
@@ -94,7 +100,9 @@ def worker_ours(args, compiled: bool) -> dict:
         v = step(x.astype(dtype), mx.array([t], dtype=mx.float32), cond).astype(mx.float32)
         return x + (t_next - t) * v
 
-    return _mlx_time(run, args, mx)
+    # as FluxPipeline does around its steps: on by default on the CPU, forced by `bounded`
+    with memory.eval_headroom(memory.step_headroom(model.config, 1, img.shape[1] + args.t5_length)):
+        return _mlx_time(run, args, mx)
 
 
 def worker_mflux(args) -> dict:
@@ -180,6 +188,7 @@ def worker_diffusers(args) -> dict:
 WORKERS = {
     "ours": lambda a: worker_ours(a, compiled=True),
     "ours-eager": lambda a: worker_ours(a, compiled=False),
+    "ours-bounded": lambda a: worker_ours(a, compiled=True, bounded=True),
     "mflux": worker_mflux,
     "diffusers": worker_diffusers,
 }
@@ -201,7 +210,7 @@ def _run(engine: str, argv: list[str], timeout: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--engines", nargs="+", default=["ours", "ours-eager", "mflux", "diffusers"],
+    p.add_argument("--engines", nargs="+", default=["ours", "ours-bounded", "ours-eager", "mflux", "diffusers"],
                    choices=list(WORKERS))
     p.add_argument("--double-blocks", type=int, default=19)
     p.add_argument("--single-blocks", type=int, default=38)
@@ -233,9 +242,9 @@ def main() -> None:
     for engine in args.engines:
         r = results[engine] = _run(engine, argv, args.timeout)
         if "error" in r:
-            print(f"{engine:10s} failed: {r['error']}", flush=True)
+            print(f"{engine:12s} failed: {r['error']}", flush=True)
         else:
-            print(f"{engine:10s} {r['seconds_per_step']:8.4f} s/step  peak {r['peak_bytes'] / GB:6.2f} GB "
+            print(f"{engine:12s} {r['seconds_per_step']:8.4f} s/step  peak {r['peak_bytes'] / GB:6.2f} GB "
                   f"(weights {r['weight_bytes'] / GB:6.2f} GB)  first {args.warmup} steps "
                   f"{r['warmup_seconds']:6.1f} s  [{r['device']}]", flush=True)
     base = results.get("ours", {})

@@ -110,3 +110,78 @@ def test_pipeline_keeps_step_buffers_on_the_cpu_and_frees_them_after_a_generatio
     # what remains is what its last local arrays released on return
     assert cached_at_clear and cached_at_clear[-1] > 1024**2
     assert mx.get_cache_memory() < cached_at_clear[-1] / 10
+
+
+# --- bounded evaluation -------------------------------------------------------------------------
+
+def test_eval_headroom_sets_the_limit_from_what_is_resident_and_restores_it():
+    before = mx.get_memory_limit()
+    with memory.eval_headroom(123 * 1024**2):
+        assert mx.get_memory_limit() == mx.get_active_memory() + 123 * 1024**2
+    assert mx.get_memory_limit() == before
+    with pytest.raises(KeyError):  # a cancelled generation raises through it
+        with memory.eval_headroom(1024**2):
+            raise KeyError("cancelled")
+    assert mx.get_memory_limit() == before
+    with memory.eval_headroom(None):
+        assert mx.get_memory_limit() == before
+
+
+def test_step_headroom_is_on_by_default_on_the_cpu_only(monkeypatch):
+    from mlx_flux.transformer import FluxConfig
+
+    cfg = FluxConfig()  # FLUX.1: 3 x 3072 + 12288 features in a single block's first projection
+    monkeypatch.delenv("MLX_FLUX_BOUNDED_EVAL", raising=False)
+    expected = memory.STEP_HEADROOM * 2 * 4608 * 21504 * 4
+    assert memory.step_headroom(cfg, 2, 4608) == (expected if mx.default_device() == mx.cpu else None)
+    monkeypatch.setenv("MLX_FLUX_BOUNDED_EVAL", "0")
+    assert memory.step_headroom(cfg, 2, 4608) is None
+    monkeypatch.setenv("MLX_FLUX_BOUNDED_EVAL", "1")
+    assert memory.step_headroom(cfg, 2, 4608) == expected
+
+
+def test_bounded_step_has_a_lower_peak_and_the_same_result():
+    from mlx_flux import sampler
+    from mlx_flux.transformer import Flux, FluxConfig
+
+    cfg = FluxConfig(hidden_size=256, num_heads=2, depth=1, depth_single_blocks=3, context_in_dim=64,
+                     vec_in_dim=32, guidance_embed=True)
+    model = Flux(cfg)
+    size, text = 256, 32
+    keys = mx.random.split(mx.random.key(0), 3)
+    img = mx.random.normal((1, (size // 16) ** 2, 64), key=keys[0])
+    cond = model.prepare(mx.random.normal((1, text, 64), key=keys[1]), mx.random.normal((1, 32), key=keys[2]),
+                         sampler.image_ids(size, size), sampler.text_ids(text), guidance=mx.array([3.5]))
+    mx.eval(model.parameters(), img, cond)
+    headroom = memory.STEP_HEADROOM * (img.shape[1] + text) * (3 * 256 + 1024) * 4
+
+    def step(nbytes):
+        base = mx.get_active_memory()
+        mx.reset_peak_memory()
+        with memory.eval_headroom(nbytes):
+            v = model.step(img, mx.array([0.5]), cond)
+            mx.eval(v)
+        return v, mx.get_peak_memory() - base
+
+    free, free_peak = step(None)
+    bounded, bounded_peak = step(headroom)
+    assert mx.array_equal(free, bounded)
+    # evaluation may pass the limit by the operation that crossed it (at most half the headroom)
+    assert bounded_peak <= 1.5 * headroom
+    # queued freely, the blocks' temporaries pile up (measured: 10.7 MB against 5.6 MB)
+    assert free_peak > 1.5 * bounded_peak
+
+
+def test_pipeline_bounds_its_steps_and_the_bound_changes_no_pixel(normal, monkeypatch):
+    default = mx.get_memory_limit()
+    limits = []
+    monkeypatch.setenv("MLX_FLUX_BOUNDED_EVAL", "1")
+    bounded = normal.generate(PROMPT, width=64, height=64, steps=2, seed=3,
+                              callback=lambda e: limits.append(mx.get_memory_limit()))
+    assert len(limits) == 2 and all(lim < default for lim in limits)
+    assert mx.get_memory_limit() == default
+    monkeypatch.setenv("MLX_FLUX_BOUNDED_EVAL", "0")
+    free = normal.generate(PROMPT, width=64, height=64, steps=2, seed=3,
+                           callback=lambda e: limits.append(mx.get_memory_limit()))
+    assert limits[2:] == [default, default]
+    assert np.array_equal(np.asarray(bounded.image), np.asarray(free.image))
