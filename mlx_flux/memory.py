@@ -32,7 +32,7 @@ LOW_MEMORY_TILE = 64
 # Buffer cache the CPU backend may keep between steps (see `configure_cache`).
 CPU_CACHE_LIMIT = 4 * GB
 # Working memory a denoising step may hold, in its largest activations (a single block's
-# qkv|mlp projection): below 2 the CPU streams starve (1.5: 1.3x slower at 1024x1024).
+# qkv|mlp projection): below 2 the CPU streams starve (1.5: 1.2x slower at 1024x1024).
 STEP_HEADROOM = 2
 _ST_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
             "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
@@ -68,7 +68,7 @@ def step_headroom(config: Any, batch: int, tokens: int) -> int | None:
 
     STEP_HEADROOM float32 copies of the largest activation of a block: batch x tokens x
     (3 hidden + mlp hidden). On by default on the CPU only, where it was measured
-    (1024x1024: peak above the weights 1.53 -> 0.99 GB, time within noise). On a GPU
+    (1024x1024: peak above the weights 1.43 -> 0.92 GiB, time within noise; BENCHMARKS.md). On a GPU
     MLX's allocator also trims its buffer cache to the limit, which may cost speed there:
     MLX_FLUX_BOUNDED_EVAL=1 turns it on everywhere, 0 off.
     """
