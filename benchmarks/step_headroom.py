@@ -30,7 +30,8 @@ def main() -> None:
     p.add_argument("--t5-length", type=int, default=512)
     p.add_argument("--double-blocks", type=int, default=1)
     p.add_argument("--single-blocks", type=int, default=1)
-    p.add_argument("--headroom", default="0,1.5,2,3", help="comma-separated multiples of a block's largest activation")
+    p.add_argument("--headroom", default="0,1.5,2,3",
+                   help="comma-separated multiples of a block's largest activation (0: no cap)")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
 
@@ -48,13 +49,14 @@ def main() -> None:
     img = mx.random.normal((1, n, cfg.in_channels), key=keys[0])
     txt = mx.random.normal((1, args.t5_length, cfg.context_in_dim), key=keys[1])
     pooled = mx.random.normal((1, cfg.vec_in_dim), key=keys[2])
-    cond = model.prepare(txt, pooled, sampler.image_ids(args.size, args.size), sampler.text_ids(args.t5_length),
-                         guidance=mx.array([3.5]))
+    ids = sampler.image_ids(args.size, args.size), sampler.text_ids(args.t5_length)
+    cond = model.prepare(txt, pooled, *ids, guidance=mx.array([3.5]))
     mx.eval(img, cond)
     unit = (n + args.t5_length) * (3 * cfg.hidden_size + cfg.mlp_hidden_dim) * 4
     resident = mx.get_active_memory()
     print(f"{mx.default_device()}, {args.size}x{args.size}, T5 {args.t5_length}, {args.double_blocks} double + "
-          f"{args.single_blocks} single blocks, float32; one unit = {unit / GB:.3f} GiB, resident {resident / GB:.2f} GiB")
+          f"{args.single_blocks} single blocks, float32; one unit = {unit / GB:.3f} GiB, "
+          f"resident {resident / GB:.2f} GiB")
 
     def step() -> None:
         mx.eval(model.step(img, mx.array([0.5]), cond))

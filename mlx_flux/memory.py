@@ -68,9 +68,9 @@ def step_headroom(config: Any, batch: int, tokens: int) -> int | None:
 
     STEP_HEADROOM float32 copies of the largest activation of a block: batch x tokens x
     (3 hidden + mlp hidden). On by default on the CPU only, where it was measured
-    (1024x1024: peak above the weights 1.43 -> 0.92 GiB, time within noise; BENCHMARKS.md). On a GPU
-    MLX's allocator also trims its buffer cache to the limit, which may cost speed there:
-    MLX_FLUX_BOUNDED_EVAL=1 turns it on everywhere, 0 off.
+    (1024x1024: peak above the weights 1.43 -> 0.92 GiB, time within noise; BENCHMARKS.md).
+    On a GPU MLX's allocator also trims its buffer cache to the limit, which may cost speed
+    there: MLX_FLUX_BOUNDED_EVAL=1 turns it on everywhere, 0 off.
     """
     mode = os.environ.get("MLX_FLUX_BOUNDED_EVAL", "auto")
     if mode == "0" or (mode != "1" and mx.default_device() != mx.cpu):

@@ -317,8 +317,8 @@ class FluxPipeline:
                                    self._preview_fn(x0, height, width)))
 
         pending = None
-        headroom = memory.step_headroom(self.transformer.config, len(seeds), packed.shape[1] + emb.txt.shape[1])
-        with memory.eval_headroom(headroom):
+        tokens = packed.shape[1] + emb.txt.shape[1]
+        with memory.eval_headroom(memory.step_headroom(self.transformer.config, len(seeds), tokens)):
             for step, packed, x0 in self.denoise(emb, packed, timesteps, guidance, height, width):
                 # Queue this step before reporting the previous one, so the device keeps computing
                 # while Python waits, runs the callback (previews) and builds the next graph.
