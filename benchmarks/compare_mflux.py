@@ -97,8 +97,7 @@ def worker_step_ours(args) -> dict:
     mx.eval(cond)
     sig = _sigmas(args.warmup + args.repeat)
     step = model.compiled_step if args.compile else model.step
-    headroom = memory.step_headroom(cfg, 1, img.shape[1] + args.t5_length)
-    with memory.eval_headroom(headroom):  # as FluxPipeline does around its steps
+    with memory.bounded_steps(cfg, 1, img.shape[1] + args.t5_length):  # as FluxPipeline runs its steps
         times = _time_steps(lambda i: step(img, mx.array([sig[i]]), cond), args, mx)
     return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights}
 

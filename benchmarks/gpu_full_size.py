@@ -100,8 +100,8 @@ def worker_ours(args, compiled: bool, bounded: bool = False) -> dict:
         v = step(x.astype(dtype), mx.array([t], dtype=mx.float32), cond).astype(mx.float32)
         return x + (t_next - t) * v
 
-    # as FluxPipeline does around its steps: on by default on the CPU, forced by `bounded`
-    with memory.eval_headroom(memory.step_headroom(model.config, 1, img.shape[1] + args.t5_length)):
+    # as FluxPipeline runs its steps: bounded by default on the CPU, forced by `bounded`
+    with memory.bounded_steps(model.config, 1, img.shape[1] + args.t5_length):
         return _mlx_time(run, args, mx)
 
 

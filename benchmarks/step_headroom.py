@@ -52,7 +52,7 @@ def main() -> None:
     ids = sampler.image_ids(args.size, args.size), sampler.text_ids(args.t5_length)
     cond = model.prepare(txt, pooled, *ids, guidance=mx.array([3.5]))
     mx.eval(img, cond)
-    unit = (n + args.t5_length) * (3 * cfg.hidden_size + cfg.mlp_hidden_dim) * 4
+    unit = memory.block_activation_bytes(cfg, 1, n + args.t5_length)
     resident = mx.get_active_memory()
     print(f"{mx.default_device()}, {args.size}x{args.size}, T5 {args.t5_length}, {args.double_blocks} double + "
           f"{args.single_blocks} single blocks, float32; one unit = {unit / GB:.3f} GiB, "

@@ -10,7 +10,7 @@ encode the prompt, release the text encoders, denoise, then decode in tiles.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
@@ -63,20 +63,25 @@ def configure_cache() -> None:
 
 # --- bounded evaluation ------------------------------------------------------------------------
 
+def block_activation_bytes(config: Any, batch: int, tokens: int) -> int:
+    """A block's largest activation in float32: batch x tokens x (3 hidden + mlp hidden),
+    a single block's fused qkv|mlp projection. The unit of STEP_HEADROOM."""
+    return batch * tokens * (3 * config.hidden_size + config.mlp_hidden_dim) * 4
+
+
 def step_headroom(config: Any, batch: int, tokens: int) -> int | None:
     """Bytes of working memory to allow one denoising step (see `eval_headroom`), or None.
 
-    STEP_HEADROOM float32 copies of the largest activation of a block: batch x tokens x
-    (3 hidden + mlp hidden). On by default on the CPU only, where it was measured
-    (1024x1024: peak above the weights 1.43 -> 0.92 GiB, time within noise; BENCHMARKS.md).
-    On a GPU MLX's allocator also trims its buffer cache to the limit, which may cost speed
-    there: MLX_FLUX_BOUNDED_EVAL=1 turns it on everywhere, 0 off.
+    STEP_HEADROOM block activations (`block_activation_bytes`). On by default on the CPU
+    only, where it was measured (1024x1024: peak above the weights 1.43 -> 0.92 GiB, time
+    within noise; BENCHMARKS.md). On a GPU MLX's allocator also trims its buffer cache to
+    the limit, which may cost speed there: MLX_FLUX_BOUNDED_EVAL=1 turns it on everywhere,
+    0 off.
     """
     mode = os.environ.get("MLX_FLUX_BOUNDED_EVAL", "auto")
     if mode == "0" or (mode != "1" and mx.default_device() != mx.cpu):
         return None
-    width = 3 * config.hidden_size + config.mlp_hidden_dim
-    return int(STEP_HEADROOM * batch * tokens * width * 4)
+    return STEP_HEADROOM * block_activation_bytes(config, batch, tokens)
 
 
 @contextmanager
@@ -98,6 +103,12 @@ def eval_headroom(nbytes: int | None) -> Iterator[None]:
         yield
     finally:
         mx.set_memory_limit(previous)
+
+
+def bounded_steps(config: Any, batch: int, tokens: int) -> AbstractContextManager[None]:
+    """What FluxPipeline runs its denoising steps in: `eval_headroom(step_headroom(...))`
+    for a batch of `tokens`-long joint sequences (image + text) through a `config` model."""
+    return eval_headroom(step_headroom(config, batch, tokens))
 
 
 # --- what the model needs -------------------------------------------------------------------------

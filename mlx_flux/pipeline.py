@@ -276,8 +276,7 @@ class FluxPipeline:
         channels = self.vae.config.latent_channels
         x = sampler.pack(mx.zeros((batch, height // 8, width // 8, channels), mx.float32))
         guidance = self.default_guidance or 1.0
-        headroom = memory.step_headroom(self.transformer.config, batch, x.shape[1] + emb.txt.shape[1])
-        with memory.eval_headroom(headroom):
+        with memory.bounded_steps(self.transformer.config, batch, x.shape[1] + emb.txt.shape[1]):
             for _, x, _ in self.denoise(emb, x, [1.0, 0.5], guidance, height, width):
                 mx.eval(x)
         mx.eval(self.vae.decode(mx.zeros((1, 8, 8, channels), self.dtype)))
@@ -317,8 +316,7 @@ class FluxPipeline:
                                    self._preview_fn(x0, height, width)))
 
         pending = None
-        tokens = packed.shape[1] + emb.txt.shape[1]
-        with memory.eval_headroom(memory.step_headroom(self.transformer.config, len(seeds), tokens)):
+        with memory.bounded_steps(self.transformer.config, len(seeds), packed.shape[1] + emb.txt.shape[1]):
             for step, packed, x0 in self.denoise(emb, packed, timesteps, guidance, height, width):
                 # Queue this step before reporting the previous one, so the device keeps computing
                 # while Python waits, runs the callback (previews) and builds the next graph.
