@@ -146,6 +146,29 @@ def test_compile_is_used_only_where_it_pays(pipe):
     assert pipe.compile == (mx.default_device() == mx.gpu)
 
 
+@pytest.mark.slow  # the CPU backend JIT-compiles the fused kernels (~20 s the first time on a machine)
+@pytest.mark.parametrize("dtype, levels", [("float32", 1), ("bfloat16", 8)])
+def test_the_gpu_path_traces_once_per_shape(tiny_schnell, monkeypatch, dtype, levels):
+    """What a Mac runs: the compiled step. A retrace costs a first step's time (13x a later
+    one on CUDA), so it must happen once per shape, not per step, seed or generation."""
+    pipe = FluxPipeline.from_pretrained(tiny_schnell, dtype=dtype)
+    eager = {s: pipe.generate(PROMPT, seed=s, **SIZE) for s in (3, 4)}
+    pipe.compile = True
+    traced: list[tuple[int, ...]] = []
+    real = pipe.transformer.step
+    monkeypatch.setattr(pipe.transformer, "step", lambda img, *a: traced.append(img.shape) or real(img, *a))
+    pipe.warmup(SIZE["width"], SIZE["height"], force=True)
+    compiled = [pipe.generate(PROMPT, seed=s, **SIZE) for s in (3, 4)]
+    compiled += pipe.generate_batch(PROMPT, seeds=[3, 4], max_batch=2, **SIZE)
+    pipe.generate_batch(PROMPT, seeds=[5, 6], max_batch=2, **SIZE)
+    pipe.generate(PROMPT, seed=3, width=32, height=32, steps=2)
+    tokens = (SIZE["width"] // 16) * (SIZE["height"] // 16)
+    assert traced == [(1, tokens, 64), (2, tokens, 64), (1, 4, 64)]
+    for r in compiled:  # the fused kernels round differently, nothing more
+        diff = np.abs(np.asarray(r.image, dtype=int) - np.asarray(eager[r.seed].image, dtype=int))
+        assert diff.max() <= levels, (r.seed, diff.max())
+
+
 # --- command line ---------------------------------------------------------------------------
 
 def run_cli(*args, cwd):
