@@ -16,7 +16,8 @@ prepared once per generation, and MLX's buffer cache set as `FluxPipeline` sets 
 (`memory.configure_cache`: on the CPU MLX otherwise keeps only 32 MB of freed buffers),
 which is part of our design, not a benchmark trick. mflux recomputes the conditioning
 inside its transformer call every step and runs with MLX's default cache; `--mflux-cache`
-gives it our cache setting too, to separate that gain from the engine's own.
+gives it our cache setting too, to separate that gain from the engine's own, and
+`--low-memory` gives us MLX's default, as a low-memory generation runs its steps.
 Peaks: MLX's peak of allocated memory, and the process's peak resident set (RSS), which
 also counts cached buffers, the Python runtime and libraries.
 """
@@ -78,7 +79,7 @@ def worker_step_ours(args) -> dict:
     from mlx_flux import memory, sampler
     from mlx_flux.transformer import Flux, FluxConfig
 
-    memory.configure_cache()  # as FluxPipeline does
+    memory.configure_cache(args.low_memory)  # as FluxPipeline does
     dtype = getattr(mx, args.dtype)
     cfg = FluxConfig(depth=args.double_blocks, depth_single_blocks=args.single_blocks, guidance_embed=True)
     model = Flux(cfg)
@@ -228,6 +229,8 @@ def main() -> None:
     p.add_argument("--quantize", type=int, choices=[4, 8], help="quantize both transformers to N bits")
     p.add_argument("--compile", action="store_true", help="time our compiled step (mx.compile)")
     p.add_argument("--mflux-cache", action="store_true", help="give mflux our MLX buffer-cache setting too")
+    p.add_argument("--low-memory", action="store_true",
+                   help="our step with a low-memory generation's buffer cache (MLX's default, as mflux's)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="alternate the engines this many times")
@@ -257,7 +260,8 @@ def main() -> None:
     print(f"shapes: {args.size}x{args.size} ({(args.size // 16) ** 2} image tokens), T5 {args.t5_length}, "
           f"{args.double_blocks} double + {args.single_blocks} single blocks at 3072 hidden, {args.dtype}"
           + (f", {args.quantize}-bit" if args.quantize else "") + (", compiled" if args.compile else "")
-          + (", mflux with our cache setting" if args.mflux_cache else ""))
+          + (", mflux with our cache setting" if args.mflux_cache else "")
+          + (", our step as in low-memory mode" if args.low_memory else ""))
     results: dict[str, dict] = {}
     for what in ("step", "vae"):
         if args.only and args.only != what:

@@ -31,6 +31,8 @@ STEP_BYTES = 3 * GB
 LOW_MEMORY_TILE = 64
 # Buffer cache the CPU backend may keep between steps (see `configure_cache`).
 CPU_CACHE_LIMIT = 4 * GB
+# MLX's own CPU cache limit (its allocator's default), kept by low-memory generations.
+MLX_CPU_CACHE_LIMIT = 32 * 1024**2
 # Working memory a denoising step may hold, in its largest activations (a single block's
 # qkv|mlp projection): below 2 the CPU streams starve (1.5: 1.2x slower at 1024x1024).
 STEP_HEADROOM = 2
@@ -48,17 +50,22 @@ def machine_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def configure_cache() -> None:
-    """Let MLX's CPU backend keep a step's temporary buffers for the next step.
+def configure_cache(low_memory: bool = False) -> None:
+    """Let MLX's CPU backend keep a step's temporary buffers for the next step, unless
+    memory comes first.
 
     MLX caches at most 32 MB of freed buffers on the CPU (on a GPU its limit is the
     device's memory), so every larger temporary of a step (MLP activations, attention
     scores) went back to the OS and was page-faulted in, zeroed, by the next step: a
-    quarter of a float32 CPU step's time. The cache only ever holds freed buffers, and
-    `FluxPipeline` empties it after each generation.
+    quarter of a float32 CPU step's time before bounded evaluation, 10 to 20% since. The
+    cache only ever holds freed buffers, and `FluxPipeline` empties it after each
+    generation. It reuses a buffer only for a request of nearly its size, so it holds more
+    than a step has alive at once: low memory keeps MLX's 32 MB (1 + 1 blocks at real
+    width, 1024x1024, float32: resident peak 3.00 instead of 4.88 GB, step 41 instead of
+    34 to 38 s; BENCHMARKS.md).
     """
     if mx.default_device() == mx.cpu:
-        mx.set_cache_limit(min(CPU_CACHE_LIMIT, machine_memory() // 8))
+        mx.set_cache_limit(MLX_CPU_CACHE_LIMIT if low_memory else min(CPU_CACHE_LIMIT, machine_memory() // 8))
 
 
 # --- bounded evaluation ------------------------------------------------------------------------

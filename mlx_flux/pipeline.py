@@ -97,7 +97,6 @@ class FluxPipeline:
         # mx.compile fuses the elementwise work between matmuls: a gain on a GPU; on the CPU
         # it measured no faster and its first trace costs ~20 s of C++ compilation.
         self.compile: bool = mx.default_device() == mx.gpu
-        memory.configure_cache()
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -109,8 +108,9 @@ class FluxPipeline:
 
         dtype None picks the device's best (bfloat16 on a GPU, float32 on the CPU).
         quantize 4 or 8 quantizes the transformer and T5 weights. low_memory releases the
-        text encoders after each encoding and decodes in tiles; None decides from the
-        machine's memory and the model's size (see `memory.plan`).
+        text encoders after each encoding, decodes in tiles and, on the CPU, keeps MLX's small
+        buffer cache (see `memory.configure_cache`); None decides from the machine's memory
+        and the model's size (see `memory.plan`).
         """
         if quantize not in (None, 4, 8):
             raise InputError(f"quantize must be 4 or 8 bits, not {quantize}")
@@ -292,6 +292,7 @@ class FluxPipeline:
         else:
             guidance = None  # schnell has no guidance embedding: the value would be ignored
         timings: dict[str, float] = {}
+        memory.configure_cache(self.low_memory)  # per generation: the limit is the process's, not ours
         meter = memory.PeakMeter()
         meter.start("encode")
         t0 = time.perf_counter()

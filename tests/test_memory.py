@@ -92,11 +92,26 @@ def test_steps_are_reported_in_order_while_the_next_is_queued(normal):
     assert events[-1].preview().size[0] > 0
 
 
+def cache_limit() -> int:
+    limit = mx.set_cache_limit(0)  # returns the limit it replaces
+    mx.set_cache_limit(limit)
+    return limit
+
+
+def test_each_generation_sets_the_cpu_cache_its_mode_wants(tiny_schnell, normal):
+    """The limit is the process's: a low-memory pipeline next to a normal one must not leave
+    the normal one without its cache, nor take the low-memory one's memory."""
+    if mx.default_device() != mx.cpu:
+        pytest.skip("MLX's own cache limit stands on a GPU")
+    low = FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", low_memory=True)
+    big = min(memory.CPU_CACHE_LIMIT, memory.machine_memory() // 8)
+    for pipe, want in [(low, memory.MLX_CPU_CACHE_LIMIT), (normal, big), (low, memory.MLX_CPU_CACHE_LIMIT)]:
+        seen = []
+        pipe.generate(PROMPT, width=32, height=32, steps=2, seed=1, callback=lambda e: seen.append(cache_limit()))
+        assert seen == [want, want]
+
+
 def test_pipeline_keeps_step_buffers_on_the_cpu_and_frees_them_after_a_generation(normal, monkeypatch):
-    if mx.default_device() == mx.cpu:  # set when the pipeline was made
-        limit = mx.set_cache_limit(0)  # returns the limit it replaces
-        mx.set_cache_limit(limit)
-        assert limit == min(memory.CPU_CACHE_LIMIT, memory.machine_memory() // 8)
     cached_at_clear = []
     real_clear = mx.clear_cache
 
