@@ -26,7 +26,7 @@ def diffusers_run(root, variant, latents, width, height, steps, torch):
     """The reference: diffusers FluxPipeline on the same files, same initial noise."""
     from diffusers import FluxPipeline as Reference
 
-    ref = Reference.from_pretrained(root, torch_dtype=torch.float32)
+    ref = Reference.from_pretrained(root, dtype=torch.float32)
     ref.set_progress_bar_config(disable=True)
     packed = Reference._pack_latents(torch.from_numpy(latents), 1, latents.shape[1], height // 8, width // 8)
     kwargs = dict(prompt=PROMPT, width=width, height=height, num_inference_steps=steps, latents=packed,

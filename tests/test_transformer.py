@@ -47,7 +47,7 @@ def diffusers_velocity(torch, root: Path, inputs, dtype=None, img_ids=None, txt_
     from diffusers import FluxTransformer2DModel
 
     dtype = dtype or torch.float32
-    ref = FluxTransformer2DModel.from_pretrained(root / "transformer", torch_dtype=dtype).eval()
+    ref = FluxTransformer2DModel.from_pretrained(root / "transformer", dtype=dtype).eval()
     guided = ref.config.guidance_embeds
     with torch.no_grad():
         out = ref(
