@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 
@@ -147,11 +148,13 @@ def test_compile_is_used_only_where_it_pays(pipe):
 
 
 @pytest.mark.slow  # the CPU backend JIT-compiles the fused kernels (~20 s the first time on a machine)
-@pytest.mark.parametrize("dtype, levels", [("float32", 1), ("bfloat16", 8)])
-def test_the_gpu_path_traces_once_per_shape(tiny_schnell, monkeypatch, dtype, levels):
+@pytest.mark.parametrize("dtype, quantize, levels", [("float32", None, 1), ("bfloat16", None, 8), ("bfloat16", 4, 8)])
+def test_the_gpu_path_traces_once_per_shape(tiny_schnell, monkeypatch, dtype, quantize, levels):
     """What a Mac runs: the compiled step. A retrace costs a first step's time (13x a later
     one on CUDA), so it must happen once per shape, not per step, seed or generation."""
-    pipe = FluxPipeline.from_pretrained(tiny_schnell, dtype=dtype)
+    pipe = FluxPipeline.from_pretrained(tiny_schnell, dtype=dtype, quantize=quantize)
+    linear1 = pipe.transformer.single_blocks[0].linear1
+    assert isinstance(linear1, nn.QuantizedLinear) == (quantize is not None)
     eager = {s: pipe.generate(PROMPT, seed=s, **SIZE) for s in (3, 4)}
     pipe.compile = True
     traced: list[tuple[int, ...]] = []
