@@ -63,7 +63,10 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         # The person picked an image to look at: runs under way leave it in view (until Generate
         # or "Show live preview"). Set through the _view_pinned property.
         self._pinned = False
-        self._latest_preview: QImage | None = None  # this run's newest preview, shown at once on unpinning
+        # What "Show live preview" goes back to: the newest preview of the chunk under way, or
+        # between two chunks of a batch the run's newest finished image.
+        self._latest_preview: QImage | None = None
+        self._latest_finished: Shown | None = None
         self._closed = False
 
         self.queue = JobQueue(data_dir.images, self)
@@ -244,10 +247,17 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         if not self._view_pinned:
             return
         self._view_pinned = False
-        if self.queue.running is not None:
-            self._show_generating(self.queue.running)
-            if self._latest_preview is not None:
-                self.previewView.set_image(self._latest_preview, preview=True)
+        if self.queue.running is None:
+            return
+        if self._latest_preview is None and self._latest_finished is not None:
+            # between two chunks: what a followed view shows until the next preview
+            self.show_image(self._latest_finished)
+            if self._latest_finished.entry_id is not None:
+                self.refresh_history(select_id=self._latest_finished.entry_id)
+            return
+        self._show_generating(self.queue.running)
+        if self._latest_preview is not None:
+            self.previewView.set_image(self._latest_preview, preview=True)
 
     def _update_follow_live(self) -> None:
         """The "Show live preview" button is there only while a picked image is in view during a run."""
@@ -353,7 +363,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self._update_model_status()
 
     def _on_job_started(self, job: Job) -> None:
-        self._latest_preview = None  # a new run: nothing of it to go back to yet
+        self._latest_preview = self._latest_finished = None  # a new run: nothing of it to go back to yet
         self.imagePanel.start_run(job.params.steps or 1)
         if not self._view_pinned:
             self._show_generating(job)
@@ -370,6 +380,10 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
     def _on_preview(self, image: QImage) -> None:
         self._latest_preview = image
         if not self._view_pinned:
+            if not self.previewView.is_preview() and self.queue.running is not None:
+                # the next chunk's first preview replaces a finished image: its label and
+                # actions must not stay with the image that left the view
+                self._show_generating(self.queue.running)
             self.previewView.set_image(image, preview=True)
 
     def _on_finished(self, result: JobResult) -> None:
@@ -390,9 +404,10 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         # A pinned view keeps the image the person is looking at (and its settings in the
         # controls); the new one waits in the history, unless it exists nowhere else.
         follow = not self._view_pinned or entry is None
+        shown = Shown(result.image, params, result.metadata, result.saved_path, entry.id if entry else None)
+        self._latest_preview, self._latest_finished = None, shown  # its chunk's previews are done
         if follow:
-            self.show_image(Shown(result.image, params, result.metadata, result.saved_path,
-                                  entry.id if entry else None))
+            self.show_image(shown)
             # Show the seed that was used, without locking it (random stays random).
             self.controls.set_seed(params.seed or 0, lock=False)
         if result.prompt_truncated and not self.messageBar.kind:

@@ -325,6 +325,68 @@ def test_show_live_preview_goes_back_from_a_picked_image_to_the_run(qtbot, windo
     assert not button.isVisible()
 
 
+def test_the_next_chunks_previews_take_the_label_and_actions_from_the_finished_image(
+        qtbot, window, chunks_of, one_step_at_a_time):
+    steps = one_step_at_a_time
+    chunks_of(2)  # seeds 30-31, then 32-33
+    set_spin(qtbot, window.seedSpin, 30)
+    set_spin(qtbot, window.countSpin, 4)
+    type_prompt(qtbot, window, "four kites")
+    finished: list[QImage] = []
+    window.queue.finished.connect(lambda result: finished.append(result.image))
+    with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    steps.release(4)  # the first chunk is done; the second one's first preview is in view
+    qtbot.waitUntil(lambda: len(finished) == 2 and
+                    window.progressLabel.text().startswith("Images 3–4 of 4 · step 1/4"), timeout=TIMEOUT)
+    assert window.previewView.is_preview() and window.previewView.image() != finished[1]
+    # what the view shows is described, and Export (which would save seed 31) is out of reach
+    assert window.imageInfoLabel.text().startswith("Generating · 2 images · seeds 32, 33")
+    assert not window.exportButton.isEnabled() and not window.copyImageButton.isEnabled()
+    steps.release(10)
+    qtbot.waitUntil(lambda: not window.queue.is_busy(), timeout=TIMEOUT)
+    assert window.previewView.image() == finished[-1] and not window.previewView.is_preview()
+    assert window.imageInfoLabel.text().startswith("seed 33") and window.exportButton.isEnabled()
+
+
+def test_show_live_preview_between_chunks_shows_the_newest_image_not_a_stale_preview(
+        qtbot, window, chunks_of, one_step_at_a_time):
+    steps = one_step_at_a_time
+    chunks_of(2)
+    set_spin(qtbot, window.seedSpin, 30)
+    set_spin(qtbot, window.countSpin, 4)
+    type_prompt(qtbot, window, "four kites")
+    between = threading.Semaphore(0)
+
+    def hold_after_the_first_chunk(result) -> None:  # on the worker thread, before the next chunk
+        if result.params.seed == 31:
+            between.acquire(timeout=TIMEOUT / 1000)
+
+    window.queue.worker.finished.connect(hold_after_the_first_chunk, Qt.ConnectionType.DirectConnection)
+    finished: list[QImage] = []
+    window.queue.finished.connect(lambda result: finished.append(result.image))
+    try:
+        with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
+            qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+        steps.release(4)
+        qtbot.waitUntil(lambda: window.historyModel.rowCount() == 2, timeout=TIMEOUT)
+        newest = window.historyModel.entry(0)
+        assert newest.seed == 31 and window.imageInfoLabel.text().startswith("seed 31")
+
+        click_history_row(qtbot, window, 1)  # seed 30, picked while the run waits between its chunks
+        assert window.imageInfoLabel.text().startswith("seed 30") and window.followLiveButton.isVisible()
+        qtbot.mouseClick(window.followLiveButton, Qt.MouseButton.LeftButton)
+        # not the first chunk's last preview: the newest finished image, as a followed view shows it
+        assert len(finished) == 2 and window.previewView.image() == finished[1]
+        assert not window.previewView.is_preview() and window.imageInfoLabel.text().startswith("seed 31")
+        assert window.selected_entry().id == newest.id and not window.followLiveButton.isVisible()
+    finally:
+        between.release()
+    steps.release(10)
+    qtbot.waitUntil(lambda: not window.queue.is_busy(), timeout=TIMEOUT)
+    assert window.historyModel.rowCount() == 4 and window.imageInfoLabel.text().startswith("seed 33")
+
+
 def test_esc_still_cancels_while_a_picked_image_is_in_view(qtbot, window, chunks_of, one_step_at_a_time):
     steps = one_step_at_a_time
     chunks_of(2)
