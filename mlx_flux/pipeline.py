@@ -328,8 +328,9 @@ class FluxPipeline:
             report(*pending)
         timings["denoise"] = time.perf_counter() - t1
 
-        if self.low_memory:
-            mx.clear_cache()  # hand the step's buffers back before the decoder allocates its own
+        # The steps' cached buffers have the transformer's sizes, not the decoder's: hand them back
+        # before it allocates its own (the decode is a generation's peak; they would go at its end).
+        mx.clear_cache()
         meter.start("decode")
         t2 = time.perf_counter()
         final = sampler.unpack(packed, height, width)

@@ -111,19 +111,26 @@ def test_each_generation_sets_the_cpu_cache_its_mode_wants(tiny_schnell, normal)
         assert seen == [want, want]
 
 
-def test_pipeline_keeps_step_buffers_on_the_cpu_and_frees_them_after_a_generation(normal, monkeypatch):
-    cached_at_clear = []
-    real_clear = mx.clear_cache
+def test_pipeline_keeps_step_buffers_for_the_steps_only(normal, monkeypatch):
+    cached_at_clear, cached_at_decode = [], []
+    real_clear, real_decode = mx.clear_cache, normal.vae.decode
 
     def clear() -> None:
         cached_at_clear.append(mx.get_cache_memory())
         real_clear()
 
+    def decode(z, tile=None):
+        cached_at_decode.append(mx.get_cache_memory())
+        return real_decode(z, tile=tile)
+
     monkeypatch.setattr(mx, "clear_cache", clear)
+    monkeypatch.setattr(normal.vae, "decode", decode)
     normal.generate(PROMPT, width=256, height=256, steps=2, seed=1)
-    # the generation's freed buffers were cached while it ran, and handed back at its end;
-    # what remains is what its last local arrays released on return
-    assert cached_at_clear and cached_at_clear[-1] > 1024**2
+    # the steps' freed buffers were cached while they ran, handed back before the decoder
+    # allocated its own, and the decoder's at the generation's end; what remains is what
+    # its last local arrays released on return
+    assert len(cached_at_clear) == 2 and min(cached_at_clear) > 1024**2
+    assert len(cached_at_decode) == 1 and cached_at_decode[0] < cached_at_clear[0] / 10
     assert mx.get_cache_memory() < cached_at_clear[-1] / 10
 
 
