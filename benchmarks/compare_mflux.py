@@ -17,7 +17,8 @@ prepared once per generation, and MLX's buffer cache set as `FluxPipeline` sets 
 which is part of our design, not a benchmark trick. mflux recomputes the conditioning
 inside its transformer call every step and runs with MLX's default cache; `--mflux-cache`
 gives it our cache setting too, to separate that gain from the engine's own, and
-`--low-memory` gives us MLX's default, as a low-memory generation runs its steps.
+`--low-memory` runs ours as a low-memory generation does (MLX's default cache, and
+the VAE decode in tiles).
 Peaks: MLX's peak of allocated memory, and the process's peak resident set (RSS), which
 also counts cached buffers, the Python runtime and libraries.
 """
@@ -152,7 +153,8 @@ def worker_vae_ours(args) -> dict:
     from mlx_flux import memory
     from mlx_flux.autoencoder import AutoEncoder, AutoEncoderConfig
 
-    memory.configure_cache()  # as FluxPipeline does
+    memory.configure_cache(args.low_memory)  # as FluxPipeline does
+    tile = memory.LOW_MEMORY_TILE if args.low_memory else None  # as FluxPipeline decodes
     dtype = getattr(mx, args.dtype)
     vae = AutoEncoder(AutoEncoderConfig())
     vae.set_dtype(dtype)
@@ -161,7 +163,7 @@ def worker_vae_ours(args) -> dict:
     mx.eval(z)
     weights = mx.get_active_memory()
     mx.reset_peak_memory()
-    times = _time_steps(lambda i: vae.decode(z), args, mx)
+    times = _time_steps(lambda i: vae.decode(z, tile=tile), args, mx)
     return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights}
 
 
@@ -230,7 +232,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="time our compiled step (mx.compile)")
     p.add_argument("--mflux-cache", action="store_true", help="give mflux our MLX buffer-cache setting too")
     p.add_argument("--low-memory", action="store_true",
-                   help="our step with a low-memory generation's buffer cache (MLX's default, as mflux's)")
+                   help="ours as a low-memory generation runs (MLX's default cache, as mflux's; tiled decode)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="alternate the engines this many times")
@@ -261,7 +263,7 @@ def main() -> None:
           f"{args.double_blocks} double + {args.single_blocks} single blocks at 3072 hidden, {args.dtype}"
           + (f", {args.quantize}-bit" if args.quantize else "") + (", compiled" if args.compile else "")
           + (", mflux with our cache setting" if args.mflux_cache else "")
-          + (", our step as in low-memory mode" if args.low_memory else ""))
+          + (", ours as in low-memory mode" if args.low_memory else ""))
     results: dict[str, dict] = {}
     for what in ("step", "vae"):
         if args.only and args.only != what:
