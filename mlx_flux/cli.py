@@ -130,17 +130,23 @@ def _output_paths(template: str, seeds: list[int], overwrite: bool) -> list[Path
     return paths
 
 
-def _check_size(width: int, height: int) -> None:
-    for name, v in (("width", width), ("height", height)):
-        if v < 16 or v % 16:
-            raise UsageError(f"--{name} must be a positive multiple of 16, not {v}")
+def _request(args, seeds: list[int]):
+    """The typed request behind the arguments, checked before anything is loaded."""
+    from .request import GenerationRequest
+
+    request = GenerationRequest(args.prompt, width=args.width, height=args.height, steps=args.steps,
+                                guidance=args.guidance)
+    try:
+        for seed in seeds:
+            request.with_(seed=seed).check()
+    except ValueError as e:  # "width must be ...": the engine's words, naming the flag
+        raise UsageError(f"--{e}") from None
+    return request
 
 
 def cmd_generate(args) -> int:
-    _check_size(args.width, args.height)
-    if args.steps is not None and args.steps < 1:
-        raise UsageError("--steps must be at least 1")
     seeds = _seed_list(args)
+    request = _request(args, seeds)
     distributed = args.split_model or _distributed_world() > 1
     if distributed and _distributed_rank() != 0:
         # Only rank 0 writes images: another machine's ranks need not have the output folder.
@@ -162,12 +168,10 @@ def cmd_generate(args) -> int:
         pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
                                             progress=status.loading, low_memory=args.low_memory or None)
         status.done_loading(time.perf_counter() - t0)
-        options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
-                       callback=status.step)
         if len(seeds) == 1:
-            results = [pipe.generate(args.prompt, seed=seeds[0], **options)]
+            results = [pipe.generate(request.with_(seed=seeds[0]), callback=status.step)]
         else:
-            results = pipe.generate_batch(args.prompt, seeds=seeds, **options)
+            results = pipe.generate_batch(request, seeds=seeds, callback=status.step)
     finally:
         status.clear()
     if results[0].prompt_truncated:

@@ -2,7 +2,8 @@
 
 Two text chunks: `parameters` in the widely read "prompt / Steps: N, Sampler: ..., Seed: N,
 Size: WxH, Model: ..." form so image hosts and viewers show it, and `mlx-flux`, a JSON
-object of our own for exact restore. Neither ever holds a local path or a secret.
+object of our own for exact restore: a `GenerationRequest.to_metadata()`, versioned by its
+`schema` field (see `request.py`). Neither ever holds a local path or a secret.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any, Mapping
 
 from PIL import Image, PngImagePlugin
 
+from .request import GenerationRequest
+
 JSON_KEY = "mlx-flux"
 TEXT_KEY = "parameters"
-FIELDS = ("prompt", "seed", "steps", "guidance", "width", "height", "model", "version")
+FIELDS = ("prompt", "seed", "steps", "guidance", "width", "height", "model", "quantize", "version", "schema")
 
 
 def parameters_text(meta: Mapping[str, Any]) -> str:
@@ -27,6 +30,8 @@ def parameters_text(meta: Mapping[str, Any]) -> str:
               f"Size: {meta.get('width')}x{meta.get('height')}", f"Model: {meta.get('model')}"]
     if meta.get("guidance") is not None:
         fields.append(f"Guidance: {meta['guidance']}")
+    if meta.get("quantize"):
+        fields.append(f"Quantize: {meta['quantize']}-bit")
     fields.append(f"Version: mlx-flux {meta.get('version')}")
     return f"{meta.get('prompt', '')}\n" + ", ".join(fields)
 
@@ -97,9 +102,20 @@ def parse_parameters(text: str) -> dict[str, Any] | None:
     if "Size" in fields and re.fullmatch(r"\s*\d+x\d+\s*", fields["Size"]):
         w, h = fields["Size"].strip().split("x")
         meta["width"], meta["height"] = int(w), int(h)
+    if re.fullmatch(r"\s*\d+-bit\s*", fields.get("Quantize", "")):
+        meta["quantize"] = int(fields["Quantize"].strip().removesuffix("-bit"))
     if "Version" in fields:
         meta["version"] = fields["Version"].strip().removeprefix("mlx-flux ").strip()
     return meta
+
+
+def read_request(path: str | os.PathLike) -> GenerationRequest | None:
+    """The generation request stored in an image, or None if it holds no usable one."""
+    meta = read_metadata(path)
+    try:
+        return GenerationRequest.from_metadata(meta) if meta is not None else None
+    except ValueError:
+        return None
 
 
 def format_metadata(meta: Mapping[str, Any]) -> str:

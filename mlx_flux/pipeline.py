@@ -1,7 +1,10 @@
 """Text to image: tokenize, encode, denoise with the flow-matching sampler, decode.
 
-`FluxPipeline` owns the loaded models and exposes `generate` / `generate_batch`; the
-denoising loop itself is the generator `denoise`, shared by everything that samples.
+`FluxPipeline` owns the loaded models and implements the `Engine` protocol (`generate`,
+`generate_batch`). A generation runs in three phases, each under its memory policy:
+prepare (encode the prompt, make the initial latents), denoise (the free generator
+`sampler.denoise`, under bounded evaluation), decode (the VAE, the generation's peak).
+Every request is resolved first (`resolve`), and the result carries the resolved request.
 """
 
 from __future__ import annotations
@@ -11,59 +14,26 @@ import gc
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import mlx.core as mx
 import numpy as np
 from PIL import Image
 
-from . import __version__, hub, memory, quantized_io, sampler
+from . import hub, memory, quantized_io, sampler, variants
 from .autoencoder import load_autoencoder
 from .clip import load_clip
-from .errors import FluxError
+from .engine import GenerationResult, StepCallback, StepEvent
 from .loading import ModelFiles, find_files
 from .preview import LatentPreviewer
+from .request import GenerationRequest, InputError
 from .tokenizers import CLIPTokenizer, T5Tokenizer
 from .transformer import load_transformer
 from .weights import default_dtype, parse_dtype
 
-# Variant defaults, as the reference command lines use them.
-DEFAULTS = {
-    "schnell": {"steps": 4, "guidance": None, "t5_length": 256, "shift": False},
-    "dev": {"steps": 28, "guidance": 3.5, "t5_length": 512, "shift": True},
-}
-
-
-class InputError(FluxError, ValueError):
-    """A generation request the engine cannot honour (bad size, bad latents...)."""
-
-
-@dataclass
-class StepEvent:
-    """What a step callback receives, once per denoising step."""
-
-    step: int          # 1-based
-    total: int
-    elapsed: float     # seconds since denoising started
-    sigma: float       # noise level after this step
-    _preview: Callable[[], Image.Image] = field(repr=False)
-
-    def preview(self) -> Image.Image:
-        """A small image of the predicted clean image at this step (no VAE decode)."""
-        return self._preview()
-
-
-@dataclass
-class GenerationResult:
-    image: Image.Image
-    latents: np.ndarray            # (1, C, H/8, W/8) float32, before VAE scale/shift
-    seed: int
-    metadata: dict[str, Any]
-    prompt_truncated: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-    memory: dict[str, int] = field(default_factory=dict)  # peak bytes (weights included) per phase
+__all__ = ["FluxPipeline", "GenerationRequest", "GenerationResult", "InputError", "PromptEmbedding", "StepEvent"]
 
 
 @dataclass(frozen=True)
@@ -82,12 +52,12 @@ class FluxPipeline:
         self.dtype = dtype
         self.low_memory = low_memory
         self.quantize = quantize
-        self.variant = "dev" if transformer.config.guidance_embed else "schnell"
+        self.variant_info = variants.by_guidance(transformer.config.guidance_embed)
+        self.variant: str = self.variant_info.name
         self.model_name = files.name
-        defaults = DEFAULTS[self.variant]
-        self.default_steps: int = defaults["steps"]
-        self.default_guidance: float | None = defaults["guidance"]
-        self.t5_length: int = defaults["t5_length"]
+        self.default_steps: int = self.variant_info.steps
+        self.default_guidance: float | None = self.variant_info.guidance
+        self.t5_length: int = self.variant_info.t5_length
         self.clip_tokenizer = CLIPTokenizer.from_pretrained(files.tokenizer)
         self.t5_tokenizer = T5Tokenizer.from_pretrained(files.tokenizer_2)
         self._clip = None
@@ -174,59 +144,51 @@ class FluxPipeline:
             self.release_text_encoders()
         return emb
 
-    # --- sampling --------------------------------------------------------------------------
+    # --- requests ----------------------------------------------------------------------------
 
-    def schedule(self, steps: int, width: int, height: int) -> list[float]:
-        seq_len = (width // 16) * (height // 16)
-        cfg = self.files.scheduler or {}
-        if cfg:
-            return sampler.config_schedule(cfg, steps, seq_len)
-        return sampler.schedule(steps, seq_len, shift=DEFAULTS[self.variant]["shift"])
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        """`request` checked, with this model's defaults, a random seed if it has none, and
+        the model's name and precision: exactly what the result will record."""
+        request.check()
+        guided = self.transformer.config.guidance_embed
+        return request.with_(
+            width=int(request.width), height=int(request.height),
+            steps=self.default_steps if request.steps is None else int(request.steps),
+            # schnell has no guidance embedding: a value would be ignored, so none is recorded
+            guidance=(self.default_guidance if request.guidance is None else float(request.guidance)) if guided
+            else None,
+            seed=secrets.randbelow(2**32) if request.seed is None else int(request.seed),
+            model=self.model_name, quantize=self.quantize,
+        )
 
-    def denoise(self, emb: PromptEmbedding, latents: mx.array, timesteps: Sequence[float],
-                guidance: float | None, height: int, width: int) -> Iterator[tuple[int, mx.array, mx.array]]:
-        """Yield (step, latents, predicted clean latents) after each Euler step.
+    def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
+                 steps: int | None = None, guidance: float | None = None, seed: int | None = None,
+                 latents: np.ndarray | None = None, callback: StepCallback | None = None) -> GenerationResult:
+        """One image, from keyword options or from a `GenerationRequest` (then give no options).
 
-        latents: packed [B, N, 64] float32 for a height x width image. Nothing is evaluated
-        here: the caller evaluates, reports and may stop between steps.
+        See the README for the parameters; raising from `callback` cancels.
         """
-        b = latents.shape[0]
-        img_ids = sampler.image_ids(height, width)
-        txt_ids = sampler.text_ids(emb.txt.shape[1])
-        g = mx.full((b,), guidance, dtype=mx.float32) if self.transformer.config.guidance_embed else None
-        txt = mx.broadcast_to(emb.txt, (b, *emb.txt.shape[1:]))
-        pooled = mx.broadcast_to(emb.pooled, (b, emb.pooled.shape[-1]))
-        cond = self.transformer.prepare(txt, pooled, img_ids, txt_ids, guidance=g)
-        step = self.transformer.compiled_step if self.compile else self.transformer.step
-        for i, (t, t_next) in enumerate(zip(timesteps[:-1], timesteps[1:])):
-            tt = mx.full((b,), t, dtype=mx.float32)
-            v = step(latents.astype(self.dtype), tt, cond).astype(mx.float32)
-            x0 = latents - t * v
-            latents = latents + (t_next - t) * v
-            yield i + 1, latents, x0
+        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, seed=seed)
+        return self._generate(self.resolve(request), None, latents, callback)[0]
 
-    def generate(self, prompt: str, width: int = 1024, height: int = 1024, steps: int | None = None,
-                 guidance: float | None = None, seed: int | None = None, latents: np.ndarray | None = None,
-                 callback: Callable[[StepEvent], None] | None = None) -> GenerationResult:
-        """One image. See the README for the parameters; raising from `callback` cancels."""
-        seeds = [seed if seed is not None else secrets.randbelow(2**32)]
-        return self._generate(prompt, width, height, steps, guidance, seeds, latents, callback)[0]
-
-    def generate_batch(self, prompt: str, seeds: Sequence[int], width: int = 1024, height: int = 1024,
-                       steps: int | None = None, guidance: float | None = None,
-                       callback: Callable[[StepEvent], None] | None = None,
+    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int = 1024,
+                       height: int = 1024, steps: int | None = None, guidance: float | None = None,
+                       callback: StepCallback | None = None,
                        max_batch: int | None = None) -> list[GenerationResult]:
         """One image per seed, the prompt encoded once and the transformer run on batches.
 
         Batches hold at most `max_batch` seeds (None: as many as fit in memory, see
         `auto_max_batch`). Step events count over all batches (step 1..batches*steps).
         """
+        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance)
         seeds = list(seeds)
         if not seeds:
             raise InputError("seeds must not be empty")
-        _check_size(width, height)
+        request = self.resolve(request.with_(seed=seeds[0]))
+        for s in seeds:
+            request.with_(seed=s).check()
         if max_batch is None:
-            max_batch = self.auto_max_batch(width, height)
+            max_batch = self.auto_max_batch(request.width, request.height)
         elif max_batch < 1:
             raise InputError(f"max_batch must be at least 1, not {max_batch}")
         chunks = [seeds[i : i + max_batch] for i in range(0, len(seeds), max_batch)]
@@ -234,7 +196,7 @@ class FluxPipeline:
         results: list[GenerationResult] = []
         for k, chunk in enumerate(chunks):
             report = _chunk_progress(callback, k, len(chunks), t0)
-            results += self._generate(prompt, width, height, steps, guidance, chunk, None, report)
+            results += self._generate(request, [int(s) for s in chunk], None, report)
         return results
 
     def auto_max_batch(self, width: int, height: int) -> int:
@@ -261,7 +223,7 @@ class FluxPipeline:
         build, no compile), so only the text encoders run there unless `force`: a CPU step of
         the real model takes minutes the user's first generation would wait for.
         """
-        _check_size(width, height)
+        GenerationRequest("", width=width, height=height).check()
         t0 = time.perf_counter()
         if mx.default_device() == mx.cpu and not force:
             if not self.low_memory:
@@ -275,57 +237,48 @@ class FluxPipeline:
             emb = self.encode_prompt("")
         channels = self.vae.config.latent_channels
         x = sampler.pack(mx.zeros((batch, height // 8, width // 8, channels), mx.float32))
-        guidance = self.default_guidance or 1.0
+        cond = self.condition(emb, batch, height, width, self.default_guidance or 1.0)
         with memory.bounded_steps(self.transformer.config, batch, x.shape[1] + emb.txt.shape[1]):
-            for _, x, _ in self.denoise(emb, x, [1.0, 0.5], guidance, height, width):
+            for _, x, _ in sampler.denoise(self.transformer, cond, x, sampler.FlowMatchEuler((1.0, 0.5)),
+                                           compiled=self.compile):
                 mx.eval(x)
         mx.eval(self.vae.decode(mx.zeros((1, 8, 8, channels), self.dtype)))
         return time.perf_counter() - t0
 
-    def _generate(self, prompt, width, height, steps, guidance, seeds, latents, callback):
-        _check_size(width, height)
-        steps = self.default_steps if steps is None else int(steps)
-        if steps < 1:
-            raise InputError(f"steps must be at least 1, not {steps}")
-        if self.transformer.config.guidance_embed:
-            guidance = self.default_guidance if guidance is None else float(guidance)
-        else:
-            guidance = None  # schnell has no guidance embedding: the value would be ignored
-        timings: dict[str, float] = {}
+    # --- the phases of a generation ----------------------------------------------------------
+
+    def sampler_for(self, request: GenerationRequest) -> sampler.FlowMatchEuler:
+        """The schedule of a resolved request: the repo's scheduler config, else the variant's."""
+        seq_len = (request.width // 16) * (request.height // 16)
+        return sampler.FlowMatchEuler.for_model(request.steps, seq_len, self.files.scheduler,
+                                                shift=self.variant_info.shift)
+
+    def condition(self, emb: PromptEmbedding, batch: int, height: int, width: int,
+                  guidance: float | None):
+        """The transformer's per-generation conditioning for a batch of height x width images."""
+        g = mx.full((batch,), guidance, dtype=mx.float32) if self.transformer.config.guidance_embed else None
+        txt = mx.broadcast_to(emb.txt, (batch, *emb.txt.shape[1:]))
+        pooled = mx.broadcast_to(emb.pooled, (batch, emb.pooled.shape[-1]))
+        return self.transformer.prepare(txt, pooled, sampler.image_ids(height, width),
+                                        sampler.text_ids(emb.txt.shape[1]), guidance=g)
+
+    def _generate(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
+                  callback: StepCallback | None) -> list[GenerationResult]:
+        """Images of a resolved `request`, one per seed (None: the request's own seed)."""
+        seeds = [request.seed] if seeds is None else seeds
         memory.configure_cache(self.low_memory)  # per generation: the limit is the process's, not ours
         meter = memory.PeakMeter()
+        timings: dict[str, float] = {}
+
         meter.start("encode")
         t0 = time.perf_counter()
-        emb = self.encode_prompt(prompt)
+        emb = self.encode_prompt(request.prompt)
+        x = self._initial_latents(request, seeds, latents)
         timings["encode"] = time.perf_counter() - t0
-
-        channels = self.vae.config.latent_channels
-        if latents is not None:
-            x = self._initial_latents(latents, width, height, channels, len(seeds))
-        else:
-            x = mx.concatenate([sampler.noise(s, 1, height, width, channels) for s in seeds])
-        packed = sampler.pack(x)
-        timesteps = self.schedule(steps, width, height)
 
         meter.start("denoise")
         t1 = time.perf_counter()
-
-        def report(step: int, done: mx.array, x0: mx.array) -> None:
-            mx.eval(done)  # waits for this step only: the next one is already queued
-            if callback is not None:
-                callback(StepEvent(step, steps, time.perf_counter() - t1, timesteps[step],
-                                   self._preview_fn(x0, height, width)))
-
-        pending = None
-        with memory.bounded_steps(self.transformer.config, len(seeds), packed.shape[1] + emb.txt.shape[1]):
-            for step, packed, x0 in self.denoise(emb, packed, timesteps, guidance, height, width):
-                # Queue this step before reporting the previous one, so the device keeps computing
-                # while Python waits, runs the callback (previews) and builds the next graph.
-                mx.async_eval(packed, x0)
-                if pending is not None:
-                    report(*pending)
-                pending = (step, packed, x0)
-            report(*pending)
+        final = self._denoise(request, emb, x, callback)
         timings["denoise"] = time.perf_counter() - t1
 
         # The steps' cached buffers have the transformer's sizes, not the decoder's: hand them back
@@ -333,36 +286,78 @@ class FluxPipeline:
         mx.clear_cache()
         meter.start("decode")
         t2 = time.perf_counter()
-        final = sampler.unpack(packed, height, width)
-        images = []
-        for i in range(len(seeds)):  # decode one at a time: the VAE is the memory peak
-            tile = memory.LOW_MEMORY_TILE if self.low_memory else None  # None: the VAE decides by size
-            img = self.vae.decode(final[i : i + 1].astype(self.dtype), tile=tile)
-            images.append(_to_pil(img[0]))
+        images = self._decode(final)
         timings["decode"] = time.perf_counter() - t2
         meter.stop()
 
-        results = []
-        for i, seed in enumerate(seeds):
-            meta = {"prompt": prompt, "seed": seed, "steps": steps, "guidance": guidance, "width": width,
-                    "height": height, "model": self.model_name, "version": __version__}
-            results.append(GenerationResult(images[i], sampler.nhwc_to_nchw(final[i : i + 1]), seed, meta,
-                                            emb.truncated, dict(timings), dict(meter.peaks)))
+        results = [GenerationResult(images[i], sampler.nhwc_to_nchw(final[i : i + 1]), request.with_(seed=seed),
+                                    emb.truncated, dict(timings), dict(meter.peaks))
+                   for i, seed in enumerate(seeds)]
         mx.clear_cache()  # between generations the app holds its weights, not the last image's buffers
         return results
 
-    def _initial_latents(self, latents, width, height, channels, batch) -> mx.array:
+    def _initial_latents(self, request: GenerationRequest, seeds: list[int],
+                         latents: np.ndarray | None) -> mx.array:
+        """The starting noise [B, H/8, W/8, C]: the seeds', or the caller's (NCHW, as diffusers takes it)."""
+        channels = self.vae.config.latent_channels
+        h, w = request.height, request.width
+        if latents is None:
+            return mx.concatenate([sampler.noise(s, 1, h, w, channels) for s in seeds])
         arr = np.asarray(latents, dtype=np.float32)
-        want = (batch, channels, height // 8, width // 8)
+        want = (len(seeds), channels, h // 8, w // 8)
         if arr.shape != want:
             raise InputError(f"latents must have shape {want} (N, C, H/8, W/8), not {arr.shape}")
         return sampler.nchw_to_nhwc(arr)
+
+    def _denoise(self, request: GenerationRequest, emb: PromptEmbedding, x: mx.array,
+                 callback: StepCallback | None) -> mx.array:
+        """Run the sampler from latents x [B, H/8, W/8, C]; returns the final latents, same layout."""
+        h, w = request.height, request.width
+        steps = self.sampler_for(request)
+        packed = sampler.pack(x)
+        cond = self.condition(emb, packed.shape[0], h, w, request.guidance)
+        t1 = time.perf_counter()
+
+        def report(step: int, done: mx.array, x0: mx.array) -> None:
+            mx.eval(done)  # waits for this step only: the next one is already queued
+            if callback is not None:
+                callback(StepEvent(step, steps.steps, time.perf_counter() - t1, steps.sigmas[step],
+                                   self._preview_fn(x0, h, w)))
+
+        pending = None
+        with memory.bounded_steps(self.transformer.config, packed.shape[0], packed.shape[1] + emb.txt.shape[1]):
+            for step, packed, x0 in sampler.denoise(self.transformer, cond, packed, steps, compiled=self.compile):
+                # Queue this step before reporting the previous one, so the device keeps computing
+                # while Python waits, runs the callback (previews) and builds the next graph.
+                mx.async_eval(packed, x0)
+                if pending is not None:
+                    report(*pending)
+                pending = (step, packed, x0)
+            report(*pending)
+        return sampler.unpack(packed, h, w)
+
+    def _decode(self, final: mx.array) -> list[Image.Image]:
+        """The VAE decode of final latents [B, H/8, W/8, C], one image at a time (the memory peak)."""
+        tile = memory.LOW_MEMORY_TILE if self.low_memory else None  # None: the VAE decides by size
+        return [_to_pil(self.vae.decode(final[i : i + 1].astype(self.dtype), tile=tile)[0])
+                for i in range(final.shape[0])]
 
     def _preview_fn(self, x0: mx.array, height: int, width: int) -> Callable[[], Image.Image]:
         def preview() -> Image.Image:
             return self._previewer(sampler.unpack(x0[:1], height, width)[0])
 
         return preview
+
+
+def _request(prompt: str | GenerationRequest, **options) -> GenerationRequest:
+    """The request behind a `generate` call: the one given, or one built from the keyword options."""
+    if not isinstance(prompt, GenerationRequest):
+        return GenerationRequest(prompt, **options)
+    defaults = {"width": 1024, "height": 1024}
+    given = [k for k, v in options.items() if v is not None and v != defaults.get(k)]
+    if given:
+        raise InputError(f"pass {', '.join(given)} inside the request, not beside it")
+    return prompt
 
 
 def _chunk_progress(callback: Callable[[StepEvent], None] | None, chunk: int, chunks: int,
@@ -392,12 +387,6 @@ def activation_bytes(config, width: int, height: int, txt_len: int, dtype: mx.Dt
     if not fused_attention:
         total += 2 * config.num_heads * tokens * tokens * 4
     return total
-
-
-def _check_size(width: int, height: int) -> None:
-    for name, v in (("width", width), ("height", height)):
-        if not isinstance(v, (int, np.integer)) or v < 16 or v % 16:
-            raise InputError(f"{name} must be a positive multiple of 16, not {v}")
 
 
 def _to_pil(img: mx.array) -> Image.Image:

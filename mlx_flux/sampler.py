@@ -1,13 +1,21 @@
-"""Flow-matching Euler sampling: the schedule, the noise, latent packing and the step.
+"""Flow-matching Euler sampling: the schedule, the noise, latent packing, the step and the loop.
 
 Follows the BFL reference (`get_schedule`, `get_noise`, `prepare`, `unpack`, `denoise`):
 x_t = t * noise + (1 - t) * x0, the model predicts v = noise - x0, and each Euler step
-moves x by (t_next - t) * v with t going from 1 to 0.
+moves x by (t_next - t) * v with t going from 1 (or a partial schedule's start) to 0.
+
+    sampler = FlowMatchEuler.for_model(steps, seq_len, scheduler_config, shift)
+    for step, latents, x0 in denoise(model, cond, latents, sampler): ...
+
+A new sampler is anything with `sigmas`, `step` and `x0` (the `Sampler` protocol);
+a partial schedule (img2img) is `sampler.start_at(index)`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -52,6 +60,74 @@ def config_schedule(cfg: dict, steps: int, seq_len: int) -> list[float]:
         s = float(cfg.get("shift", 1.0))
         sigmas = s * sigmas / (1 + (s - 1) * sigmas)
     return [float(np.float32(x)) for x in sigmas] + [0.0]
+
+
+class Sampler(Protocol):
+    """What `denoise` needs from a sampler: the noise levels, one step, and the clean estimate."""
+
+    sigmas: Sequence[float]  # steps + 1 levels, the first where denoising starts, the last 0
+
+    def step(self, x: mx.array, v: mx.array, i: int) -> mx.array:
+        """The latents after step i (0-based) from latents x and predicted velocity v."""
+        ...
+
+    def x0(self, x: mx.array, v: mx.array, i: int) -> mx.array:
+        """The clean latents the model predicts at step i (what previews show)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FlowMatchEuler:
+    """The reference's Euler step on the flow-matching schedule."""
+
+    sigmas: tuple[float, ...]
+
+    def __post_init__(self):
+        if len(self.sigmas) < 2:
+            raise ValueError("a schedule needs at least one step")
+
+    @classmethod
+    def for_model(cls, steps: int, seq_len: int, scheduler_config: Mapping[str, Any] | None = None,
+                  shift: bool = False) -> FlowMatchEuler:
+        """The schedule a model runs: from its repo's scheduler config when it has one (as
+        diffusers does), else the reference's (shifted by resolution for dev)."""
+        if scheduler_config:
+            return cls(tuple(config_schedule(scheduler_config, steps, seq_len)))
+        return cls(tuple(schedule(steps, seq_len, shift=shift)))
+
+    @property
+    def steps(self) -> int:
+        return len(self.sigmas) - 1
+
+    def start_at(self, index: int) -> FlowMatchEuler:
+        """The same schedule from step `index` on (a partial schedule: img2img's strength)."""
+        if not 0 <= index < self.steps:
+            raise ValueError(f"start index {index} leaves no step of {self.steps}")
+        return FlowMatchEuler(self.sigmas[index:])
+
+    def step(self, x: mx.array, v: mx.array, i: int) -> mx.array:
+        return x + (self.sigmas[i + 1] - self.sigmas[i]) * v
+
+    def x0(self, x: mx.array, v: mx.array, i: int) -> mx.array:
+        return x - self.sigmas[i] * v
+
+
+def denoise(model: Any, cond: Any, latents: mx.array, sampler: Sampler,
+            compiled: bool = False) -> Iterator[tuple[int, mx.array, mx.array]]:
+    """Yield (step, latents, predicted clean latents) after each step, step counting from 1.
+
+    model: anything with `step(img, t, cond)` (and `compiled_step`), `dtype`; cond what its
+    `prepare` returned; latents packed [B, N, C] float32. Nothing is evaluated here: the
+    caller evaluates, reports and may stop between steps.
+    """
+    step = model.compiled_step if compiled else model.step
+    b = latents.shape[0]
+    for i in range(len(sampler.sigmas) - 1):
+        t = mx.full((b,), sampler.sigmas[i], dtype=mx.float32)
+        v = step(latents.astype(model.dtype), t, cond).astype(mx.float32)
+        x0 = sampler.x0(latents, v, i)
+        latents = sampler.step(latents, v, i)
+        yield i + 1, latents, x0
 
 
 def noise(seed: int, batch: int, height: int, width: int, channels: int = LATENT_CHANNELS) -> mx.array:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlx_flux import FluxPipeline
+from mlx_flux import FluxPipeline, __version__
 from mlx_flux.errors import Cancelled, FluxError
 from mlx_flux.pipeline import InputError
+from mlx_flux.request import GenerationRequest
 
 PROMPT = "a tiny lighthouse on a cliff at dusk, oil painting"
 
@@ -98,8 +99,33 @@ def test_seed_reproducible_and_recorded(schnell):
 def test_metadata_has_no_local_paths(schnell, tiny_schnell):
     r = schnell.generate(PROMPT, width=32, height=32, steps=1, seed=1)
     assert r.metadata == {"prompt": PROMPT, "seed": 1, "steps": 1, "guidance": None, "width": 32, "height": 32,
-                          "model": tiny_schnell.name, "version": r.metadata["version"]}
+                          "model": tiny_schnell.name, "quantize": None, "schema": 1, "version": __version__}
     assert str(tiny_schnell.parent) not in str(r.metadata)
+
+
+def test_the_result_carries_the_resolved_request(schnell, dev, tiny_dev):
+    r = dev.generate(PROMPT, width=48, height=32, steps=2)
+    assert r.request == GenerationRequest(PROMPT, width=48, height=32, steps=2, guidance=3.5, seed=r.seed,
+                                          model=tiny_dev.name, quantize=None)
+    # schnell has no guidance embedding: a value given is not recorded as if it had been used
+    assert schnell.generate(PROMPT, width=32, height=32, steps=1, seed=1, guidance=7.0).request.guidance is None
+
+
+def test_a_request_remakes_its_image(dev):
+    """The request a result carries, passed back in, gives the same image (what restore relies on)."""
+    first = dev.generate(PROMPT, width=48, height=32, steps=2, guidance=5.0)
+    again = dev.generate(first.request)
+    assert again.request == first.request
+    np.testing.assert_array_equal(again.latents, first.latents)
+    # and the batch API takes a request too, each result with its own seed
+    batch = dev.generate_batch(first.request, seeds=[first.seed, first.seed + 1], max_batch=1)
+    np.testing.assert_array_equal(batch[0].latents, first.latents)
+    assert [r.request for r in batch] == [first.request, first.request.with_(seed=first.seed + 1)]
+
+
+def test_options_beside_a_request_are_refused(schnell):
+    with pytest.raises(InputError, match="pass steps inside the request"):
+        schnell.generate(GenerationRequest(PROMPT, width=32, height=32), steps=3)
 
 
 def test_dev_guidance_changes_the_image(dev):
@@ -169,12 +195,17 @@ def test_truncated_prompt_is_reported(schnell):
     assert not schnell.generate("short", width=32, height=32, steps=1, seed=1).prompt_truncated
 
 
-def test_low_memory_releases_the_text_encoders(tiny_schnell):
+def test_low_memory_releases_the_text_encoders_and_gives_the_same_images(tiny_schnell, schnell):
     pipe = FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", low_memory=True)
-    a = pipe.generate(PROMPT, width=32, height=32, steps=1, seed=1)
+    a = pipe.generate(PROMPT, width=32, height=32, steps=2, seed=1)
     assert pipe._clip is None and pipe._t5 is None
-    b = pipe.generate(PROMPT + " again", width=32, height=32, steps=1, seed=1)
-    assert a.image.size == b.image.size
+    # a new prompt reloads the encoders for its encoding only
+    b = pipe.generate(PROMPT + " again", width=32, height=32, steps=2, seed=1)
+    assert pipe._clip is None and pipe._t5 is None
+    for low, prompt in ((a, PROMPT), (b, PROMPT + " again")):
+        normal = schnell.generate(prompt, width=32, height=32, steps=2, seed=1)
+        np.testing.assert_array_equal(low.latents, normal.latents)
+    assert not np.array_equal(a.latents, b.latents)
 
 
 @pytest.mark.parametrize("kwargs, message", [

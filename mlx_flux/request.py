@@ -1,0 +1,128 @@
+"""One generation, typed: what the user asks for, and (once made) exactly what made the image.
+
+A `GenerationRequest` travels unchanged from the app's Generate button (or the CLI, or
+`pipe.generate(...)`) through the engine, into the PNG's metadata and the history, and
+back out when an image is restored. The engine fills in every default (`resolve`), so
+`result.request` says exactly how to make the image again.
+
+Metadata schema: the JSON object written into PNGs (and kept by the history) is
+`to_metadata()`: the fields below by name, plus `schema` (its version) and `version` (of
+mlx-flux). `from_metadata` reads every version, including images written before the schema
+was versioned (schema 0: the same field names, no `quantize`), and the parsed `parameters`
+text of other tools. A new input (an image, a mask, LoRAs) is a new field with a default
+that means "not used", and a schema bump only when old readers would misread the new data.
+
+Light on purpose: no MLX import, so the GUI and the CLI's argument checks can use it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
+
+from . import __version__
+from .errors import FluxError
+
+SCHEMA_VERSION = 1
+SEED_LIMIT = 2**64  # seeds are 0 .. 2**64 - 1 (MLX's random key takes a 64-bit seed)
+
+
+class InputError(FluxError, ValueError):
+    """A generation request the engine cannot honour (bad size, bad latents...)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything needed to make (or remake) one image.
+
+    None means "the model's default" (steps, guidance), "random" (seed), or for the fields the
+    engine fills in, "not known yet". In `result.request` every field is resolved.
+    """
+
+    prompt: str
+    width: int = 1024
+    height: int = 1024
+    steps: int | None = None
+    guidance: float | None = None   # None for models without guidance (schnell) once resolved
+    seed: int | None = None
+    # Filled in by the engine: what made the image (never a local path).
+    model: str | None = None        # the model's display name or repo id
+    quantize: int | None = None     # bits of the quantized weights; None: full precision
+
+    def with_(self, **changes: Any) -> GenerationRequest:
+        return replace(self, **changes)
+
+    def check(self) -> GenerationRequest:
+        """Raise InputError with a one-line reason if the engine cannot make this image."""
+        if not isinstance(self.prompt, str):
+            raise InputError(f"prompt must be text, not {type(self.prompt).__name__}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 16 or value % 16:
+                raise InputError(f"{name} must be a positive multiple of 16, not {value}")
+        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
+            raise InputError(f"steps must be at least 1, not {self.steps}")
+        if self.guidance is not None and (not _is_number(self.guidance) or not math.isfinite(self.guidance)):
+            raise InputError(f"guidance must be a finite number, not {self.guidance}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < SEED_LIMIT):
+            raise InputError(f"seed must be an integer from 0 to 2**64-1, not {self.seed}")
+        return self
+
+    # --- the metadata schema ------------------------------------------------------------------
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The JSON object stored in a PNG and in the history (see the module docstring)."""
+        meta = asdict(self)
+        meta.update(schema=SCHEMA_VERSION, version=__version__)
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> GenerationRequest:
+        """The request stored in an image's metadata, of any schema version.
+
+        A missing or unusable prompt raises InputError; any other field that is missing or of
+        the wrong type is left at its default (an image from another tool, or a hand-edited
+        file, still restores what it can). Unknown keys (a newer writer's) are ignored.
+        """
+        if not isinstance(meta, Mapping):
+            raise InputError("the image's settings are not a JSON object")
+        prompt = meta.get("prompt")
+        if not isinstance(prompt, str):
+            raise InputError("the image's settings have no prompt")
+        values: dict[str, Any] = {"prompt": prompt}
+        for f in fields(cls):
+            if f.name == "prompt" or f.name not in meta or meta[f.name] is None:
+                continue
+            value = _field_value(f.name, meta[f.name])
+            if value is not None:
+                values[f.name] = value
+        return cls(**values)
+
+
+_INTS = {"width", "height", "steps", "seed", "quantize"}
+
+
+def _field_value(name: str, value: Any) -> Any:
+    """`value` as field `name` holds it, or None when it cannot be (wrong type, out of range)."""
+    if name in _INTS:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        return value if _is_int(value) and value >= 0 else None
+    if name == "guidance":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        return float(value) if _is_number(value) and math.isfinite(value) else None
+    return value if isinstance(value, str) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy integers too
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
