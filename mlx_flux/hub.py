@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import FluxError, GatedRepoError, ModelNotFoundError
+from .variants import VARIANTS
 
 Progress = Callable[[str, "float | None"], None]
 
-KNOWN_MODELS = ["black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev"]
-ALIASES = {"schnell": KNOWN_MODELS[0], "dev": KNOWN_MODELS[1]}
-OFFICIAL = {"schnell": KNOWN_MODELS[0], "dev": KNOWN_MODELS[1]}
+KNOWN_MODELS = [v.repo for v in VARIANTS.values()]
+ALIASES = {name: v.repo for name, v in VARIANTS.items()}  # `schnell` and `dev` name the official repos
 
 WEIGHTED = ("transformer", "vae", "text_encoder", "text_encoder_2")
 COMPONENTS = (*WEIGHTED, "tokenizer", "tokenizer_2")

@@ -92,7 +92,7 @@ def _single_file(file: Path, name: str, base, progress) -> ModelFiles:
     if file.suffix not in (".safetensors", ".sft"):
         raise ModelNotFoundError(f"not a safetensors checkpoint: {file}")
     variant = detect_variant(file)
-    base = base if base is not None else hub.OFFICIAL[variant]
+    base = base if base is not None else hub.ALIASES[variant]
     base_path = hub.resolve(base, patterns=hub.BASE_PATTERNS, progress=progress)
     missing = [c for c in TEXT_PARTS if not (base_path / c).is_dir()]
     if missing:

@@ -169,10 +169,6 @@ class MemoryPlan:
     budget: int  # bytes the plan may fill
     need: int    # bytes everything resident at once would take
 
-    def describe(self) -> str:
-        mode = "low-memory (phased)" if self.low_memory else "all resident"
-        return f"{mode}: {self.need / GB:.1f} GB needed at once, budget {self.budget / GB:.1f} GB"
-
 
 def plan(sizes: Mapping[str, int], low_memory: bool | None = None, budget: int | None = None) -> MemoryPlan:
     """Decide how to phase a generation. low_memory None decides from the machine's memory."""

@@ -82,3 +82,57 @@ def test_noise_is_seeded_and_shaped():
 def test_schedule_rejects_zero_steps():
     with pytest.raises(ValueError):
         sampler.schedule(0, 16, shift=False)
+
+
+def test_euler_sampler_steps_and_clean_estimate():
+    s = sampler.FlowMatchEuler.for_model(4, 256, shift=False)
+    assert s.sigmas == (1.0, 0.75, 0.5, 0.25, 0.0) and s.steps == 4
+    x, v = mx.array([2.0, -1.0]), mx.array([0.5, 4.0])
+    # x_t = t * noise + (1 - t) * x0 and v = noise - x0, so x0 = x_t - t v, x_(t') = x_t + (t' - t) v
+    np.testing.assert_allclose(np.array(s.step(x, v, 1)), [2.0 - 0.25 * 0.5, -1.0 - 0.25 * 4.0])
+    np.testing.assert_allclose(np.array(s.x0(x, v, 1)), [2.0 - 0.75 * 0.5, -1.0 - 0.75 * 4.0])
+
+
+def test_scheduler_config_wins_over_the_variant_rule():
+    cfg = {"use_dynamic_shifting": False, "shift": 3.0}
+    s = sampler.FlowMatchEuler.for_model(2, 4096, cfg, shift=True)
+    assert s.sigmas == tuple(sampler.config_schedule(cfg, 2, 4096))
+    assert s.sigmas != tuple(sampler.schedule(2, 4096, shift=True))
+
+
+def test_partial_schedule_starts_later_and_keeps_the_end():
+    s = sampler.FlowMatchEuler.for_model(10, 1024, shift=True)
+    part = s.start_at(3)
+    assert part.sigmas == s.sigmas[3:] and part.steps == 7 and part.sigmas[-1] == 0.0
+    for bad in (-1, 10):
+        with pytest.raises(ValueError, match="leaves no step"):
+            s.start_at(bad)
+
+
+class _Velocity:
+    """A stand-in model: v = x * t (per batch row), enough to follow the loop's arithmetic."""
+
+    dtype = mx.float32
+
+    def __init__(self):
+        self.calls = []
+
+    def step(self, img, t, cond):
+        self.calls.append((img.shape, np.array(t).tolist(), cond))
+        return img * t[:, None, None]
+
+    compiled_step = None
+
+
+def test_denoise_runs_the_sampler_and_yields_each_step():
+    model, s = _Velocity(), sampler.FlowMatchEuler((1.0, 0.6, 0.0))
+    x = mx.ones((2, 3, 4))
+    out = list(sampler.denoise(model, "cond", x, s))
+    assert [step for step, _, _ in out] == [1, 2]
+    np.testing.assert_allclose([c[1] for c in model.calls], [[1.0, 1.0], [0.6, 0.6]], rtol=1e-7)
+    assert model.calls[0][2] == "cond"  # float32 sigmas for the model, as the reference passes them
+    x1 = 1 + (0.6 - 1.0) * 1.0          # v = x * 1
+    x2 = x1 + (0.0 - 0.6) * (x1 * 0.6)  # v = x1 * 0.6
+    np.testing.assert_allclose(np.array(out[0][1]), np.full((2, 3, 4), x1), rtol=1e-6)
+    np.testing.assert_allclose(np.array(out[1][1]), np.full((2, 3, 4), x2), rtol=1e-6)
+    np.testing.assert_allclose(np.array(out[1][2]), np.full((2, 3, 4), x1 - 0.6 * x1 * 0.6), rtol=1e-6)

@@ -1,0 +1,93 @@
+"""The typed generation request: checks, and the metadata schema it is written in and read from."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from mlx_flux import __version__
+from mlx_flux.metadata import read_request, save_png
+from mlx_flux.request import SCHEMA_VERSION, GenerationRequest, InputError
+
+FULL = GenerationRequest("a fox\nin snow", width=1360, height=768, steps=28, guidance=3.5, seed=2**63 + 5,
+                         model="black-forest-labs/FLUX.1-dev", quantize=8)
+
+
+def test_metadata_round_trip_through_a_png(tmp_path):
+    meta = FULL.to_metadata()
+    assert meta["schema"] == SCHEMA_VERSION and meta["version"] == __version__
+    assert GenerationRequest.from_metadata(meta) == FULL
+    path = save_png(Image.new("RGB", (8, 8)), tmp_path / "a.png", meta)
+    assert read_request(path) == FULL
+
+
+def test_images_from_before_the_schema_still_restore(tmp_path):
+    """PNGs written before requests were versioned: the same keys, no `schema`, no `quantize`."""
+    old = {"prompt": "cat", "seed": 5, "steps": 4, "guidance": None, "width": 512, "height": 768,
+           "model": "black-forest-labs/FLUX.1-schnell", "version": "0.1.0"}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("mlx-flux", json.dumps(old))
+    path = tmp_path / "old.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    assert read_request(path) == GenerationRequest("cat", width=512, height=768, steps=4, seed=5,
+                                                   model="black-forest-labs/FLUX.1-schnell")
+
+
+def test_other_tools_parameters_give_a_request(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x768, Model: sd")
+    path = tmp_path / "other.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    assert read_request(path) == GenerationRequest("cat", width=512, height=768, steps=20, seed=5, model="sd")
+
+
+def test_precision_survives_the_parameters_text(tmp_path):
+    from mlx_flux.metadata import parameters_text, parse_parameters
+
+    assert "Quantize: 8-bit" in parameters_text(FULL.to_metadata())
+    assert GenerationRequest.from_metadata(parse_parameters(parameters_text(FULL.to_metadata()))) == FULL
+
+
+@pytest.mark.parametrize("field, value", [
+    ("steps", "many"), ("steps", -3), ("steps", True), ("seed", 1.5), ("width", None),
+    ("guidance", float("nan")), ("guidance", "inf"), ("guidance", [1]), ("model", 7), ("quantize", {}),
+])
+def test_unusable_fields_are_dropped_not_trusted(field, value):
+    meta = dict(FULL.to_metadata(), **{field: value})
+    got = GenerationRequest.from_metadata(meta)
+    assert getattr(got, field) == getattr(GenerationRequest("x"), field)
+    assert got.with_(**{field: getattr(FULL, field)}) == FULL  # everything else kept
+
+
+def test_unknown_keys_of_a_newer_writer_are_ignored():
+    meta = dict(FULL.to_metadata(), schema=SCHEMA_VERSION + 1, lora_stack=[{"name": "x"}])
+    assert GenerationRequest.from_metadata(meta) == FULL
+
+
+@pytest.mark.parametrize("meta", [{}, {"prompt": 3}, [1, 2], "text"])
+def test_metadata_without_a_prompt_is_refused(meta):
+    with pytest.raises(InputError):
+        GenerationRequest.from_metadata(meta)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(width=100), "width must be a positive multiple of 16, not 100"),
+    (dict(height=0), "height must be a positive multiple of 16"),
+    (dict(width=64.0), "width must be a positive multiple of 16"),
+    (dict(steps=0), "steps must be at least 1, not 0"),
+    (dict(guidance=float("inf")), "guidance must be a finite number"),
+    (dict(seed=-1), "seed must be an integer from 0 to 2\\*\\*64-1"),
+    (dict(seed=2**64), "seed must be an integer"),
+    (dict(prompt=None), "prompt must be text"),
+])
+def test_check_refuses_what_the_engine_cannot_make(changes, message):
+    with pytest.raises(InputError, match=message):
+        GenerationRequest("x", width=64, height=64).with_(**changes).check()
+
+
+def test_check_accepts_numpy_integers_and_the_extremes():
+    req = GenerationRequest("x", width=np.int64(64), height=16, steps=np.int32(1), seed=2**64 - 1, guidance=0)
+    assert req.check() is req
