@@ -95,7 +95,7 @@ def worker_ours(args, compiled: bool, bounded: bool = False) -> dict:
     mx.eval(img, cond)
     step = model.compiled_step if compiled else model.step
 
-    def run(i, t, t_next, x):  # one Euler step, exactly as FluxPipeline.denoise does it
+    def run(i, t, t_next, x):  # one Euler step, exactly as sampler.denoise does it
         x = img if x is None else x
         v = step(x.astype(dtype), mx.array([t], dtype=mx.float32), cond).astype(mx.float32)
         return x + (t_next - t) * v
