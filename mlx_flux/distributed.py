@@ -27,6 +27,7 @@ from typing import Sequence
 import mlx.core as mx
 import numpy as np
 
+from .console import StatusLine
 from .errors import FluxError
 
 
@@ -294,13 +295,12 @@ def load_split_transformer(files, rank: int, size: int, dtype, quantize: int | N
 
 def run_generate_distributed(args, seeds: list[int], paths: list[Path]) -> int:
     """`mlx-flux generate` under mlx.launch (or with --split-model): see the module docstring."""
-    from .cli import _Status
     from .metadata import save_png
 
     group = init_group()
     rank = group.rank()
     seeds = agree_on_seeds(seeds, group)  # rank 0's, for which `paths` were made
-    status = _Status(args.quiet or rank != 0)
+    status = StatusLine(args.quiet or rank != 0)
     options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance)
     try:
         if args.split_model:
