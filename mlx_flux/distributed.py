@@ -10,7 +10,9 @@ launcher sets. Two ways to share the work:
 - model parallel (`--split-model`): the transformer's blocks are split across ranks and each
   rank loads only its own. Rank 0 alone holds the text encoders and the VAE and runs the
   sampler; every step the activations go rank 0 -> 1 -> ... -> last with `send`/`recv`, and
-  the last rank sends the velocity back to rank 0. For a model that does not fit one machine.
+  the last rank sends the velocity back to rank 0. Each rank runs the transformer's own
+  stages (`Flux.embed`, `Flux.blocks`, `Flux.head`) and builds its RoPE table from the token
+  ids rank 0 sends. For a model that does not fit one machine.
 
 Both give the images of a single-process run, bit for bit in float32.
 """
@@ -27,7 +29,9 @@ from typing import Sequence
 import mlx.core as mx
 import numpy as np
 
+from .console import StatusLine
 from .errors import FluxError
+from .transformer import Conditioning, Flux, FluxConfig, Hidden
 
 
 class DistributedError(FluxError):
@@ -96,14 +100,6 @@ def agree_on_seeds(seeds: Sequence[int], group: mx.distributed.Group) -> list[in
     return [int(s) for s in mx.distributed.all_sum(mine, group=group).tolist()]
 
 
-def broadcast(x: mx.array | None, shape: Sequence[int], dtype: mx.Dtype, group: mx.distributed.Group) -> mx.array:
-    """Rank 0's `x` on every rank (a sum with zeros elsewhere: exact, and every backend has it)."""
-    if group.size() == 1:
-        return x
-    mine = x if group.rank() == 0 else mx.zeros(shape, dtype=dtype)
-    return mx.distributed.all_sum(mine, group=group)
-
-
 # --- data parallel ----------------------------------------------------------------------------
 
 def generate_data_parallel(pipe, prompt: str, seeds: Sequence[int], group: mx.distributed.Group,
@@ -153,37 +149,28 @@ def partition(config, size: int) -> list[tuple[range, range]]:
     return slices
 
 
-def modulation_vector(model, t: mx.array, cond, batch: int) -> mx.array:
-    """SiLU(time + guidance + pooled text): what every block is modulated by (as `Flux.step`)."""
-    from .layers import silu, timestep_embedding
-    from .transformer import TIME_DIM
-
-    t = mx.broadcast_to(mx.array(t), (batch,)).astype(model.dtype)
-    vec = model.time_in(timestep_embedding(t, TIME_DIM))
-    if cond.guidance is not None:
-        vec = vec + cond.guidance
-    return silu(vec + cond.vec)
-
-
-def run_blocks(model, x: mx.array, silu_vec: mx.array, pe: mx.array, txt_len: int) -> mx.array:
-    """This rank's blocks on the joint hidden state x = [txt ; img] tokens ([B, L+N, hidden]).
-
-    Mirrors `Flux.step`: double blocks keep the streams apart, and the streams are joined in
-    the same place, so the result is bit for bit the unsplit model's.
-    """
-    if model.double_blocks:
-        txt, img = x[:, :txt_len], x[:, txt_len:]
-        for block in model.double_blocks:
-            img, txt = block(img, txt, silu_vec, pe)
-        x = mx.concatenate([txt, img], axis=1)
-    for block in model.single_blocks:
-        x = block(x, silu_vec, pe)
-    return x
+# Rank r sends rank r+1 a header of _HEADER int64s, then the array it announces:
+#   (_IDS, id batch or 0, tokens, 0)  the position ids [txt_ids ; img_ids] `prepare` got,
+#                                     float32 [(batch,) tokens, 3]; sent again only when they change
+#   (_STEP, batch, text tokens, image tokens)  the hidden streams and SiLU(vec), as one array
+#                                     [batch, text + image tokens + 1, hidden] ([txt ; img ; silu_vec])
+#   (_STOP, 0, 0, 0)                  nothing more to do
+# The last rank sends rank 0 the velocity [batch, image tokens, out_channels].
+_HEADER = 4
+_STOP, _STEP, _IDS = 0, 1, 2
 
 
-# Every step, rank r sends rank r+1 a header and then [x ; silu_vec] as one array.
-_HEADER = 5                   # (command, batch, text tokens, latent rows/2, latent cols/2)
-_STEP, _STOP = 1, 0
+def _send(x: mx.array, dst: int, group: mx.distributed.Group) -> None:
+    mx.eval(mx.distributed.send(x, dst, group=group))
+
+
+def _pack(h: Hidden, silu_vec: mx.array) -> mx.array:
+    """[txt ; img ; silu_vec] along the tokens: one message per step (exact, only copies)."""
+    return mx.concatenate([h.txt, h.img, silu_vec[:, None]], axis=1)
+
+
+def _unpack(packet: mx.array, txt_len: int) -> tuple[Hidden, mx.array]:
+    return Hidden(txt=packet[:, :txt_len], img=packet[:, txt_len:-1]), packet[:, -1]
 
 
 class SplitHead:
@@ -194,81 +181,85 @@ class SplitHead:
     slice of blocks here and the rest on the other ranks.
     """
 
-    def __init__(self, model, group: mx.distributed.Group):
+    def __init__(self, model: Flux, group: mx.distributed.Group):
         self.model = model          # full config, embedders, final layer, and rank 0's blocks
         self.config = model.config
         self.group = group
-        self._grid = (0, 0)         # latent token grid (rows, cols) of the current generation
+        self._ids: np.ndarray | None = None   # token ids of the current generation
+        self._sent: np.ndarray | None = None  # the ids the other ranks hold
 
     @property
     def dtype(self) -> mx.Dtype:
         return self.model.dtype
 
-    def prepare(self, txt, y, img_ids, txt_ids, guidance=None):
-        # The other ranks rebuild the RoPE table from the token grid: two numbers, not the table.
-        ids = mx.array(img_ids).reshape(-1, 3)
-        self._grid = (int(ids[:, 1].max().item()) + 1, int(ids[:, 2].max().item()) + 1)
+    def prepare(self, txt, y, img_ids, txt_ids, guidance=None) -> Conditioning:
+        # The other ranks build the same RoPE table from the same ids (whatever they are:
+        # a reference image's tokens, say, are not on the latent grid).
+        self._ids = np.array(self.model.token_ids(img_ids, txt_ids))
         return self.model.prepare(txt, y, img_ids, txt_ids, guidance)
 
-    def step(self, img: mx.array, t: mx.array, cond) -> mx.array:
-        model, size = self.model, self.group.size()
-        b, n, _ = img.shape
-        txt_len = cond.txt.shape[1]
-        silu_vec = modulation_vector(model, t, cond, b)
-        txt = cond.txt if cond.txt.shape[0] == b else mx.broadcast_to(cond.txt, (b, *cond.txt.shape[1:]))
-        x = mx.concatenate([txt, model.img_in(img.astype(model.dtype))], axis=1)
-        x = run_blocks(model, x, silu_vec, cond.pe, txt_len)
+    def step(self, img: mx.array, t: mx.array, cond: Conditioning) -> mx.array:
+        model, group, size = self.model, self.group, self.group.size()
+        h, silu_vec = model.embed(img, t, cond)
+        h = model.blocks(h, silu_vec, cond.pe)
         if size == 1:
-            return model.final_layer(x[:, txt_len:], silu_vec)
-        header = mx.array([_STEP, b, txt_len, *self._grid], dtype=mx.int64)
-        mx.eval(mx.distributed.send(header, 1, group=self.group))
-        mx.eval(mx.distributed.send(mx.concatenate([x, silu_vec[:, None]], axis=1), 1, group=self.group))
-        return mx.distributed.recv((b, n, self.config.out_channels), model.dtype, size - 1, group=self.group)
+            return model.head(h, silu_vec)
+        if self._sent is None or not np.array_equal(self._ids, self._sent):
+            ids = self._ids
+            batch = ids.shape[0] if ids.ndim == 3 else 0
+            _send(mx.array([_IDS, batch, ids.shape[-2], 0], dtype=mx.int64), 1, group)
+            _send(mx.array(ids), 1, group)
+            self._sent = ids
+        b, n, _ = h.img.shape
+        _send(mx.array([_STEP, b, h.txt.shape[1], n], dtype=mx.int64), 1, group)
+        _send(_pack(h, silu_vec), 1, group)
+        return mx.distributed.recv((b, n, self.config.out_channels), model.dtype, size - 1, group=group)
 
     compiled_step = step
 
     def stop(self) -> None:
         """Tell the other ranks that there is nothing more to do."""
         if self.group.size() > 1:
-            header = mx.array([_STOP, 0, 0, 0, 0], dtype=mx.int64)
-            mx.eval(mx.distributed.send(header, 1, group=self.group))
+            _send(mx.array([_STOP, 0, 0, 0], dtype=mx.int64), 1, self.group)
 
 
-def serve_blocks(model, group: mx.distributed.Group) -> None:
-    """Ranks 1..n-1 under `--split-model`: run this rank's blocks on whatever arrives, until told to stop."""
-    from . import sampler
-    from .layers import embed_nd
+def serve_blocks(model: Flux, group: mx.distributed.Group) -> None:
+    """Ranks 1..n-1 under `--split-model`: run this rank's blocks on whatever arrives, until told to stop.
 
+    Everything is passed on to the next rank before this rank's blocks run; the RoPE table
+    is built from the ids rank 0 sends, as `Flux.prepare` builds it, once per set of ids.
+    """
     rank, size = group.rank(), group.size()
     last = rank == size - 1
-    tables: dict[tuple[int, int, int], mx.array] = {}
+    pe = None
     while True:
         header = mx.distributed.recv((_HEADER,), mx.int64, rank - 1, group=group)
-        command, b, txt_len, rows, cols = (int(v) for v in header.tolist())
+        command, *args = (int(v) for v in header.tolist())
         if not last:
-            mx.eval(mx.distributed.send(header, rank + 1, group=group))
+            _send(header, rank + 1, group)
         if command == _STOP:
             return
-        n = rows * cols
-        key = (txt_len, rows, cols)
-        if key not in tables:  # the RoPE table, as `Flux.prepare` builds it from the same ids
-            ids = mx.concatenate([sampler.text_ids(txt_len), sampler.image_ids(rows * 16, cols * 16)], axis=0)
-            tables[key] = embed_nd(ids, model.config.axes_dim, model.config.theta)
-            mx.eval(tables[key])
-        hidden = model.config.hidden_size
-        packet = mx.distributed.recv((b, txt_len + n + 1, hidden), model.dtype, rank - 1, group=group)
-        x, silu_vec = packet[:, :-1], packet[:, -1]
-        x = run_blocks(model, x, silu_vec, tables[key], txt_len)
+        if command == _IDS:
+            batch, tokens, _ = args
+            ids = mx.distributed.recv((batch, tokens, 3) if batch else (tokens, 3), mx.float32, rank - 1, group=group)
+            if not last:
+                _send(ids, rank + 1, group)
+            pe = model.rope(ids)
+            mx.eval(pe)
+            continue
+        b, txt_len, n = args
+        packet = mx.distributed.recv((b, txt_len + n + 1, model.config.hidden_size), model.dtype, rank - 1,
+                                     group=group)
+        h, silu_vec = _unpack(packet, txt_len)
+        h = model.blocks(h, silu_vec, pe)
         if last:
-            out = model.final_layer(x[:, txt_len:], silu_vec)
-            mx.eval(mx.distributed.send(out, 0, group=group))
+            _send(model.head(h, silu_vec), 0, group)
         else:
-            mx.eval(mx.distributed.send(mx.concatenate([x, silu_vec[:, None]], axis=1), rank + 1, group=group))
+            _send(_pack(h, silu_vec), rank + 1, group)
 
 
 def full_config(files):
     """The transformer's config before loading any weights (needed to split the blocks)."""
-    from .transformer import Flux, FluxConfig
     from .weights import load_safetensors, shard_files
 
     if files.transformer.is_dir() and files.transformer_config:
@@ -294,13 +285,12 @@ def load_split_transformer(files, rank: int, size: int, dtype, quantize: int | N
 
 def run_generate_distributed(args, seeds: list[int], paths: list[Path]) -> int:
     """`mlx-flux generate` under mlx.launch (or with --split-model): see the module docstring."""
-    from .cli import _Status
     from .metadata import save_png
 
     group = init_group()
     rank = group.rank()
     seeds = agree_on_seeds(seeds, group)  # rank 0's, for which `paths` were made
-    status = _Status(args.quiet or rank != 0)
+    status = StatusLine(args.quiet or rank != 0)
     options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance)
     try:
         if args.split_model:

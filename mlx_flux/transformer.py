@@ -4,6 +4,9 @@
     cond = model.prepare(txt, y, img_ids, txt_ids, guidance)   # once per generation
     v = model.step(img, t, cond)                    # once per step (or model.compiled_step)
 
+`step` is three stages that can also run apart (`--split-model` runs a slice of the blocks
+per process): `embed` -> `blocks` -> `head`.
+
 `Flux.sanitize` is the only place that knows checkpoint key names.
 """
 
@@ -157,6 +160,18 @@ class Conditioning(NamedTuple):
     pe: mx.array                # RoPE table of [txt_ids ; img_ids], float32 [(B, 1,) L+N, head_dim/2, 2, 2]
 
 
+class Hidden(NamedTuple):
+    """The residual streams between the stages: text and image tokens, kept apart.
+
+    The double blocks update each stream with its own weights; the single blocks run on
+    the joined sequence [txt ; img] and `blocks` splits it again on the way out (exact:
+    a concatenation and two slices), so a slice of the model can start or stop anywhere.
+    """
+
+    txt: mx.array  # [B, L, hidden]
+    img: mx.array  # [B, N, hidden]
+
+
 class Flux(nn.Module):
     """Flow transformer: packed latents [B, N, in_channels] -> velocity [B, N, out_channels]."""
 
@@ -203,17 +218,78 @@ class Flux(nn.Module):
                 raise ValueError("this model (FLUX.1-dev) needs a guidance scale")
             g = mx.array(guidance).reshape(-1).astype(dtype)
             g = self.guidance_in(timestep_embedding(g, TIME_DIM))
+        pe = self.rope(self.token_ids(img_ids, txt_ids))
+        return Conditioning(txt=txt, vec=vec, guidance=g, pe=pe)
 
+    @staticmethod
+    def token_ids(img_ids: mx.array, txt_ids: mx.array) -> mx.array:
+        """The position ids of the joint sequence, [txt_ids ; img_ids]: [(B,) L+N, 3] float32.
+
+        A batch axis on either side is given to both.
+        """
         img_ids, txt_ids = mx.array(img_ids), mx.array(txt_ids)
         if img_ids.ndim != txt_ids.ndim:
             if img_ids.ndim == 2:
                 img_ids = mx.broadcast_to(img_ids, (txt_ids.shape[0], *img_ids.shape))
             else:
                 txt_ids = mx.broadcast_to(txt_ids, (img_ids.shape[0], *txt_ids.shape))
-        pe = embed_nd(mx.concatenate([txt_ids, img_ids], axis=-2), self.config.axes_dim, self.config.theta)
+        return mx.concatenate([txt_ids, img_ids], axis=-2).astype(mx.float32)
+
+    def rope(self, ids: mx.array) -> mx.array:
+        """RoPE table pe of `token_ids` [(B,) L+N, 3]: float32 [(B, 1,) L+N, head_dim/2, 2, 2]."""
+        pe = embed_nd(ids, self.config.axes_dim, self.config.theta)
         if pe.ndim == 5:  # batched ids: add the head axis
             pe = pe[:, None]
-        return Conditioning(txt=txt, vec=vec, guidance=g, pe=pe)
+        return pe
+
+    def embed(self, img: mx.array, t: mx.array | float, cond: Conditioning) -> tuple[Hidden, mx.array]:
+        """First stage: the streams entering the blocks and SiLU(vec), which modulates them all.
+
+        img [B, N, in_channels] packed latents at sigma t [B] (or a scalar). One prompt's
+        text is broadcast to a batch of latents.
+        """
+        dtype = self.dtype
+        img = self.img_in(img.astype(dtype))
+        B = img.shape[0]
+        t = mx.broadcast_to(mx.array(t), (B,)).astype(dtype)
+        txt = cond.txt
+        if txt.shape[0] != B:  # one prompt for a batch of latents
+            txt = mx.broadcast_to(txt, (B, *txt.shape[1:]))
+
+        # vec = time + guidance + pooled text, added in the reference's order (bf16 rounding)
+        vec = self.time_in(timestep_embedding(t, TIME_DIM))
+        if cond.guidance is not None:
+            vec = vec + cond.guidance
+        vec = vec + cond.vec
+        silu_vec = silu(vec)  # every modulation starts with SiLU(vec): once here, not per block
+        return Hidden(txt=txt, img=img), silu_vec
+
+    def blocks(self, h: Hidden, silu_vec: mx.array, pe: mx.array,
+               double: range | None = None, single: range | None = None) -> Hidden:
+        """Middle stage: double_blocks[double], then single_blocks[single] (None: all of them).
+
+        The single blocks run on [txt ; img], joined where the reference joins them; a
+        process holding a slice of the model runs its own slice here.
+        """
+        txt, img = h
+        double = range(len(self.double_blocks)) if double is None else double
+        single = range(len(self.single_blocks)) if single is None else single
+
+        for i in double:
+            img, txt = self.double_blocks[i](img, txt, silu_vec, pe)
+
+        if len(single):
+            L = txt.shape[1]
+            x = mx.concatenate([txt, img], axis=1)
+            for i in single:
+                x = self.single_blocks[i](x, silu_vec, pe)
+            txt, img = x[:, :L], x[:, L:]
+        return Hidden(txt=txt, img=img)
+
+    def head(self, h: Hidden, silu_vec: mx.array) -> mx.array:
+        """Last stage: the final layer on the image tokens (the text's are dropped) -> velocity
+        [B, N, out_channels]."""
+        return self.final_layer(h.img, silu_vec)
 
     def step(self, img: mx.array, t: mx.array | float, cond: Conditioning) -> mx.array:
         """Velocity for packed latents img [B, N, in_channels] at sigma t [B] (or a scalar).
@@ -221,30 +297,9 @@ class Flux(nn.Module):
         Pure in its arrays and free of data-dependent Python branches, so it can be wrapped
         in `mx.compile` (see `compiled_step`).
         """
-        txt, vec_y, vec_g, pe = cond
-        dtype = self.dtype
-        img = self.img_in(img.astype(dtype))
-        B, L = img.shape[0], txt.shape[1]
-        t = mx.broadcast_to(mx.array(t), (B,)).astype(dtype)
-        if txt.shape[0] != B:  # one prompt for a batch of latents
-            txt = mx.broadcast_to(txt, (B, *txt.shape[1:]))
-
-        # vec = time + guidance + pooled text, added in the reference's order (bf16 rounding)
-        vec = self.time_in(timestep_embedding(t, TIME_DIM))
-        if vec_g is not None:
-            vec = vec + vec_g
-        vec = vec + vec_y
-        silu_vec = silu(vec)  # every modulation starts with SiLU(vec): once here, not per block
-
-        for block in self.double_blocks:
-            img, txt = block(img, txt, silu_vec, pe)
-
-        x = mx.concatenate([txt, img], axis=1)
-        for block in self.single_blocks:
-            x = block(x, silu_vec, pe)
-        img = x[:, L:]
-
-        return self.final_layer(img, silu_vec)
+        h, silu_vec = self.embed(img, t, cond)
+        h = self.blocks(h, silu_vec, cond.pe)
+        return self.head(h, silu_vec)
 
     def __call__(self, img: mx.array, img_ids: mx.array, txt: mx.array, txt_ids: mx.array,
                  t: mx.array | float, y: mx.array, guidance: mx.array | float | None = None) -> mx.array:

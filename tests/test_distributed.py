@@ -25,27 +25,31 @@ SCRIPT, LAUNCH = BIN / "mlx-flux", BIN / "mlx.launch"
 PROMPT = "a red fox in the snow"
 ARGS = ["--prompt", PROMPT, "--width", 48, "--height", 32, "--steps", 2, "--quiet"]
 SEEDS = "3,4,5"  # odd: one rank makes two images, the other one
+CHECKOUT = Path(distributed.__file__).parents[1]  # the mlx_flux under test, for the processes a test starts
 
 
-def run(cmd, cwd, timeout=240):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run(cmd, cwd, timeout=240, env=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     for var in ("MLX_RANK", "MLX_HOSTFILE", "MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE"):
         env.pop(var, None)  # never inherit a launcher's identity
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
-def free_port_pair() -> int:
-    """A port p with p and p+1 free: the ring backend listens on one port per rank."""
+def free_ports(count: int = 2) -> int:
+    """A port p with p .. p+count-1 free: the ring backend listens on one port per rank."""
     for _ in range(50):
         port = random.randrange(20000, 60000)
+        sockets = [socket.socket() for _ in range(count)]
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
+            for i, s in enumerate(sockets):
+                s.bind(("127.0.0.1", port + i))
             return port
         except OSError:
             continue
-    raise RuntimeError("no free port pair")
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} free ports in a row")
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -71,7 +75,7 @@ def assert_same_images(out: Path, reference: Path) -> None:
 
 def test_data_parallel_under_mlx_launch(tiny_schnell, single_run, tmp_path):
     """Seeds split across two ranks; rank 0 gathers and writes all three images, rank 1 nothing."""
-    proc = run([LAUNCH, "-n", 2, "--backend", "ring", "--starting-port", free_port_pair(), "--cwd", tmp_path,
+    proc = run([LAUNCH, "-n", 2, "--backend", "ring", "--starting-port", free_ports(), "--cwd", tmp_path,
                 "--", SCRIPT, "generate", "--model", tiny_schnell, *ARGS, "--seeds", SEEDS,
                 "--output", tmp_path / "flux-{seed}.png"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -87,7 +91,7 @@ def test_split_model_under_mlx_launch_with_a_hostfile(tiny_schnell, single_run, 
     hostfile.write_text(json.dumps([{"ssh": "127.0.0.1", "ips": ["127.0.0.1"]}] * 2))
     out = tmp_path / "out"
     out.mkdir()
-    proc = run([LAUNCH, "--hostfile", hostfile, "--backend", "ring", "--starting-port", free_port_pair(),
+    proc = run([LAUNCH, "--hostfile", hostfile, "--backend", "ring", "--starting-port", free_ports(),
                 "--cwd", out, "--", SCRIPT, "generate", "--model", tiny_schnell, *ARGS, "--seeds", SEEDS,
                 "--split-model"], cwd=out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -125,35 +129,73 @@ def test_partition_balances_the_real_model():
         assert max(loads) / min(loads) < 1.15, loads
 
 
-@pytest.mark.parametrize("size", [2, 3, 6])
-def test_chained_slices_equal_the_whole_model(tiny_schnell, size):
-    """Each slice loaded alone (only its blocks' tensors), run one after the other as the ranks do:
-    the velocity is bit for bit the unsplit model's. Size 6 leaves two ranks without blocks."""
-    from mlx_flux import sampler
+def grid_ids(rows: int, cols: int, first: int = 0) -> np.ndarray:
+    """Ids (first, row, col) of a rows x cols token grid, in raster order."""
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    return np.stack([np.full(rows * cols, first), r.ravel(), c.ravel()], axis=-1).astype(np.float32)
+
+
+def kontext_ids(rows: int, cols: int, ref_rows: int, ref_cols: int) -> np.ndarray:
+    """FLUX.1 Kontext's layout: the latents' grid, then the reference image's tokens, first id axis 1."""
+    return np.concatenate([grid_ids(rows, cols), grid_ids(ref_rows, ref_cols, first=1)])
+
+
+def split_model_cases(config: FluxConfig) -> list[dict[str, np.ndarray]]:
+    """What rank 0 is asked to do, in order: each case is one `prepare` and a step per noise level."""
+    rng = np.random.default_rng(0)
+
+    def case(batch: int, txt_len: int, img_ids: np.ndarray, ts: list[list[float]], prompts: int = 1) -> dict:
+        n = img_ids.shape[-2]
+        return dict(
+            txt=rng.standard_normal((prompts, txt_len, config.context_in_dim)).astype(np.float32),
+            y=rng.standard_normal((prompts, config.vec_in_dim)).astype(np.float32),
+            img_ids=img_ids, txt_ids=np.zeros((txt_len, 3), np.float32),
+            img=rng.standard_normal((len(ts), batch, n, config.in_channels)).astype(np.float32),
+            t=np.array(ts, np.float32),
+        )
+
+    return [
+        case(2, 5, grid_ids(2, 3), [[0.7, 0.7], [0.3, 0.3]]),     # text-to-image; one prompt, a batch of 2
+        case(1, 5, kontext_ids(2, 3, 2, 3), [[0.9], [0.5]]),      # a reference image as large as the latents
+        case(2, 5, kontext_ids(2, 2, 1, 4), [[0.8, 0.4]], 2),     # ... whose ids span a 2 x 4 grid: same count
+        case(1, 7, grid_ids(2, 3), [[0.6]]),                      # back to text-to-image, a longer prompt
+        case(2, 5, np.stack([grid_ids(2, 3), grid_ids(2, 3) + [0, 1, 2]]), [[0.5, 0.5]]),  # ids per image
+    ]
+
+
+@pytest.mark.parametrize("size", [2, 5])
+def test_split_model_step_equals_the_whole_model(tiny_schnell, tmp_path, size):
+    """The real `SplitHead.step` and `serve_blocks` on `size` ranks of a ring over loopback, each rank
+    holding only its slice: bit for bit `Flux.step` of the whole model, for any token ids (ranks > 0
+    use the ids rank 0 sends, not a latent grid), across changes of ids, prompt length and batch.
+    With 5 ranks one holds no block (it only passes things on) and one cut falls between single blocks."""
     from mlx_flux.loading import find_files
 
-    files = find_files(tiny_schnell)
-    whole = load_transformer(files.transformer, dtype="float32")
-    config = whole.config
-    rng = np.random.default_rng(0)
-    b, h16, w16, txt_len = 2, 2, 3, 5
-    txt = mx.array(rng.standard_normal((b, txt_len, config.context_in_dim)).astype(np.float32))
-    y = mx.array(rng.standard_normal((b, config.vec_in_dim)).astype(np.float32))
-    img = mx.array(rng.standard_normal((b, h16 * w16, config.in_channels)).astype(np.float32))
-    t = mx.array([0.7, 0.3])
-    cond = whole.prepare(txt, y, sampler.image_ids(h16 * 16, w16 * 16), sampler.text_ids(txt_len))
-    expected = np.array(whole.step(img, t, cond))
+    whole = load_transformer(find_files(tiny_schnell).transformer, dtype="float32")
+    assert [len(d) + len(s) for d, s in distributed.partition(whole.config, 5)].count(0) == 1
+    cases = split_model_cases(whole.config)
+    np.savez(tmp_path / "cases.npz", count=len(cases),
+             **{f"{i}/{k}": v for i, c in enumerate(cases) for k, v in c.items()})
 
-    slices = [distributed.load_split_transformer(files, r, size, mx.float32) for r in range(size)]
-    for part, (d, s) in zip(slices, distributed.partition(config, size)):
-        assert len(part.double_blocks) == len(d) and len(part.single_blocks) == len(s)
-    first = slices[0]
-    silu_vec = distributed.modulation_vector(first, t, cond, b)
-    x = mx.concatenate([cond.txt, first.img_in(img)], axis=1)
-    for part in slices:
-        x = distributed.run_blocks(part, x, silu_vec, cond.pe, txt_len)
-    got = np.array(slices[-1].final_layer(x[:, txt_len:], silu_vec))
-    np.testing.assert_array_equal(got, expected)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))}
+    proc = run([LAUNCH, "-n", size, "--backend", "ring", "--starting-port", free_ports(size), "--cwd", tmp_path,
+                "--", sys.executable, Path(__file__).parent / "split_model_ranks.py", tiny_schnell,
+                tmp_path / "cases.npz", tmp_path / "split.npz"], cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and (tmp_path / "split.npz").is_file(), proc.stdout + proc.stderr
+    got = np.load(tmp_path / "split.npz")
+
+    for i, c in enumerate(cases):
+        cond = whole.prepare(mx.array(c["txt"]), mx.array(c["y"]), mx.array(c["img_ids"]), mx.array(c["txt_ids"]))
+        for j, (img, t) in enumerate(zip(c["img"], c["t"])):
+            expected = np.array(whole.step(mx.array(img), mx.array(t), cond))
+            np.testing.assert_array_equal(got[f"{i}/{j}"], expected, err_msg=f"case {i}, step {j}")
+
+    # The case whose ids span a 2 x 4 grid: rebuilding the positions from the grid (as ranks > 0 once
+    # did) gives as many tokens, and another velocity.
+    c = cases[2]
+    as_grid = whole.prepare(mx.array(c["txt"]), mx.array(c["y"]), mx.array(grid_ids(2, 4)), mx.array(c["txt_ids"]))
+    assert not np.array_equal(np.array(whole.step(mx.array(c["img"][0]), mx.array(c["t"][0]), as_grid)),
+                              got["2/0"])
 
 
 def test_a_slice_holds_only_its_own_blocks(tiny_schnell):

@@ -166,6 +166,66 @@ def test_compiled_step_matches_and_sees_new_weights(request, inputs):
     np.testing.assert_allclose(np.array(model.compiled_step(img, t, cond)), np.array(eager) + 1, atol=1e-3)
 
 
+def step_before_the_stages(model: Flux, img: mx.array, t: mx.array, cond: Conditioning) -> mx.array:
+    """`Flux.step` as it was written before it was split into embed / blocks / head (frozen copy)."""
+    from mlx_flux.layers import silu, timestep_embedding
+    from mlx_flux.transformer import TIME_DIM
+
+    txt, vec_y, vec_g, pe = cond
+    dtype = model.dtype
+    img = model.img_in(img.astype(dtype))
+    B, L = img.shape[0], txt.shape[1]
+    t = mx.broadcast_to(mx.array(t), (B,)).astype(dtype)
+    if txt.shape[0] != B:
+        txt = mx.broadcast_to(txt, (B, *txt.shape[1:]))
+    vec = model.time_in(timestep_embedding(t, TIME_DIM))
+    if vec_g is not None:
+        vec = vec + vec_g
+    vec = vec + vec_y
+    silu_vec = silu(vec)
+    for block in model.double_blocks:
+        img, txt = block(img, txt, silu_vec, pe)
+    x = mx.concatenate([txt, img], axis=1)
+    for block in model.single_blocks:
+        x = block(x, silu_vec, pe)
+    img = x[:, L:]
+    return model.final_layer(img, silu_vec)
+
+
+@pytest.mark.parametrize("variant", ["schnell", "dev"])
+def test_step_is_its_stages_and_equals_the_unstaged_step_bit_for_bit(request, inputs, variant):
+    """step = embed -> blocks -> head changes no rounding; and the blocks run in any slices
+    (as the ranks of --split-model run them) give the same velocity bit for bit."""
+    model = load_transformer(tiny_root(request, variant) / "transformer", dtype="float32")
+    assert (len(model.double_blocks), len(model.single_blocks)) == (2, 2)
+    g = mx.array(GUIDANCE) if model.config.guidance_embed else None
+    cond = model.prepare(mx.array(inputs["txt"][:1]), mx.array(inputs["y"][:1]), inputs["img_ids"],
+                         inputs["txt_ids"], guidance=g if g is None else g[:1])  # one prompt, a batch of 2
+    img, t = mx.array(inputs["img"]), mx.array(SIGMAS)
+    expected = np.array(step_before_the_stages(model, img, t, cond))
+    np.testing.assert_array_equal(np.array(model.step(img, t, cond)), expected)
+
+    for cuts in ([(range(0, 1), range(0)), (range(1, 2), range(0, 1)), (range(0), range(1, 2))],  # mid-singles
+                 [(range(0, 2), range(0)), (range(0), range(0)), (range(0), range(0, 2))],      # an empty slice
+                 [(range(0, 1), range(0)), (range(1, 2), range(0, 2))]):
+        h, silu_vec = model.embed(img, t, cond)
+        for double, single in cuts:
+            h = model.blocks(h, silu_vec, cond.pe, double=double, single=single)
+            h = type(h)(*(mx.array(np.array(a)) for a in h))  # as if sent to another process
+        np.testing.assert_array_equal(np.array(model.head(h, silu_vec)), expected)
+
+
+def test_rope_is_built_from_the_token_ids_prepare_gets(request, inputs):
+    model = load_transformer(tiny_root(request, "schnell") / "transformer", dtype="float32")
+    cond = model.prepare(mx.array(inputs["txt"]), mx.array(inputs["y"]), inputs["img_ids"], inputs["txt_ids"])
+    ids = model.token_ids(mx.array(inputs["img_ids"]), mx.array(inputs["txt_ids"]))
+    assert ids.shape == (L + H * W, 3) and ids.dtype == mx.float32
+    np.testing.assert_array_equal(np.array(ids[L:]), inputs["img_ids"])
+    np.testing.assert_array_equal(np.array(model.rope(ids)), np.array(cond.pe))
+    batched = model.token_ids(mx.array(np.stack([inputs["img_ids"]] * B)), mx.array(inputs["txt_ids"]))
+    assert batched.shape == (B, L + H * W, 3) and model.rope(batched).shape[:3] == (B, 1, L + H * W)
+
+
 @pytest.mark.parametrize("layout", ["diffusers", "bfl"])
 def test_bfloat16_keeps_stream_in_bf16_and_rounds_time_like_reference(request, torch_ref, inputs, layout):
     """bf16 end to end (a float32 RoPE table must not promote it), and the same bf16 rounding of
