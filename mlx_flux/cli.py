@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .console import StatusLine as _Status
+from .console import StatusLine
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -158,12 +158,12 @@ def cmd_generate(args) -> int:
     if distributed:
         from .distributed import run_generate_distributed
 
-        return run_generate_distributed(args, seeds, paths)
+        return run_generate_distributed(args, request, seeds, paths)
 
     from .metadata import save_png
     from .pipeline import FluxPipeline
 
-    status = _Status(args.quiet)
+    status = StatusLine(args.quiet)
     try:
         t0 = time.perf_counter()
         pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
@@ -225,7 +225,7 @@ def cmd_download(args) -> int:
 def cmd_quantize(args) -> int:
     from .quantized_io import quantize_to_folder
 
-    status = _Status(quiet=False)  # quantizing the real model takes minutes: say what is happening
+    status = StatusLine(quiet=False)  # quantizing the real model takes minutes: say what is happening
     try:
         out = quantize_to_folder(args.model, args.bits, Path(args.output), base=args.base, progress=status.loading)
     finally:

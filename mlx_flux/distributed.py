@@ -31,6 +31,7 @@ import numpy as np
 
 from .console import StatusLine
 from .errors import FluxError
+from .request import GenerationRequest
 from .transformer import Conditioning, Flux, FluxConfig, Hidden
 
 
@@ -102,16 +103,15 @@ def agree_on_seeds(seeds: Sequence[int], group: mx.distributed.Group) -> list[in
 
 # --- data parallel ----------------------------------------------------------------------------
 
-def generate_data_parallel(pipe, prompt: str, seeds: Sequence[int], group: mx.distributed.Group,
-                           **options) -> tuple[list[np.ndarray], list]:
+def generate_data_parallel(pipe, request: GenerationRequest, seeds: Sequence[int], group: mx.distributed.Group,
+                           callback=None) -> tuple[list[np.ndarray], list]:
     """Each rank makes its share of `seeds`; rank 0 returns every image (uint8 HxWx3, in seed
     order) and its own results (for metadata); other ranks return ([], their results)."""
     rank, size = group.rank(), group.size()
     mine = share(seeds, rank, size)
-    results = pipe.generate_batch(prompt, seeds=mine, **options) if mine else []
-    width, height = options.get("width", 1024), options.get("height", 1024)
+    results = pipe.generate_batch(request, seeds=mine, callback=callback) if mine else []
     per = math.ceil(len(seeds) / size)
-    images = np.zeros((per, height, width, 3), dtype=np.uint8)  # ranks with fewer seeds send zeros
+    images = np.zeros((per, request.height, request.width, 3), dtype=np.uint8)  # ranks with fewer seeds send zeros
     for i, r in enumerate(results):
         images[i] = np.asarray(r.image)
     gathered = mx.distributed.all_gather(mx.array(images), group=group) if size > 1 else mx.array(images)
@@ -283,7 +283,7 @@ def load_split_transformer(files, rank: int, size: int, dtype, quantize: int | N
 
 # --- the command line -------------------------------------------------------------------------
 
-def run_generate_distributed(args, seeds: list[int], paths: list[Path]) -> int:
+def run_generate_distributed(args, request: GenerationRequest, seeds: list[int], paths: list[Path]) -> int:
     """`mlx-flux generate` under mlx.launch (or with --split-model): see the module docstring."""
     from .metadata import save_png
 
@@ -291,12 +291,11 @@ def run_generate_distributed(args, seeds: list[int], paths: list[Path]) -> int:
     rank = group.rank()
     seeds = agree_on_seeds(seeds, group)  # rank 0's, for which `paths` were made
     status = StatusLine(args.quiet or rank != 0)
-    options = dict(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance)
     try:
         if args.split_model:
-            images, results = _split_model(args, seeds, group, status, options)
+            images, results = _split_model(args, request, seeds, group, status)
         else:
-            images, results = _data_parallel(args, seeds, group, status, options)
+            images, results = _data_parallel(args, request, seeds, group, status)
     finally:
         status.clear()
     if rank != 0:
@@ -307,12 +306,12 @@ def run_generate_distributed(args, seeds: list[int], paths: list[Path]) -> int:
     from PIL import Image
 
     for seed, image, path in zip(seeds, images, paths):
-        save_png(Image.fromarray(image, mode="RGB"), path, {**results[0].metadata, "seed": seed})
+        save_png(Image.fromarray(image, mode="RGB"), path, results[0].request.with_(seed=seed).to_metadata())
         print(path)
     return 0
 
 
-def _data_parallel(args, seeds, group, status, options):
+def _data_parallel(args, request, seeds, group, status):
     import time
 
     from .pipeline import FluxPipeline
@@ -321,7 +320,7 @@ def _data_parallel(args, seeds, group, status, options):
     pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
                                         progress=status.loading, low_memory=args.low_memory or None)
     status.done_loading(time.perf_counter() - t0)
-    return generate_data_parallel(pipe, args.prompt, seeds, group, callback=status.step, **options)
+    return generate_data_parallel(pipe, request, seeds, group, callback=status.step)
 
 
 def _low_memory_with(model, files, dtype, quantize) -> bool:
@@ -335,7 +334,7 @@ def _low_memory_with(model, files, dtype, quantize) -> bool:
     return memory.plan(sizes).low_memory
 
 
-def _split_model(args, seeds, group, status, options):
+def _split_model(args, request, seeds, group, status):
     import time
 
     from .autoencoder import load_autoencoder
@@ -363,7 +362,7 @@ def _split_model(args, seeds, group, status, options):
         pipe._text_encoders()
     status.done_loading(time.perf_counter() - t0)
     try:
-        results = pipe.generate_batch(args.prompt, seeds=seeds, callback=status.step, **options)
+        results = pipe.generate_batch(request, seeds=seeds, callback=status.step)
     finally:
         head.stop()
     return [np.asarray(r.image) for r in results], results
