@@ -11,8 +11,9 @@ Layout (everything a generation needs, nothing else):
 The manifest lists every quantized layer with its bits and group size, so loading never
 re-derives the choice from code that may have changed since: the staged loader
 (`loader.load_component`) gives the model the quantized structure first and then loads
-the stored integers and scales directly, so full precision is never materialised. A manifest from a newer format version, an unknown
-format or a missing file is refused with a one-line reason, never loaded half right.
+the stored integers and scales directly, so full precision is never materialised. A
+manifest from a newer format version, an unknown format or a missing file is refused
+with a one-line reason, never loaded half right.
 """
 
 from __future__ import annotations
