@@ -28,15 +28,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .fanout import concat_fan_out
-from .weights import (
-    WeightError,
-    apply_weights,
-    default_dtype,
-    load_config,
-    load_safetensors,
-    parse_dtype,
-    shard_files,
-)
+from .loader import ComponentSpec, load_component
+from .weights import WeightError
 
 # Working-set target of one band of a convolution (im2col + float32 norm temporaries).
 # Small bands are also faster on the CPU (they stay in cache); a GPU gets 8x larger bands,
@@ -661,6 +654,23 @@ class _StatsBook:
 
 # --- loading --------------------------------------------------------------------------------
 
+def _config_of_file(weights: Mapping[str, mx.array], given: AutoEncoderConfig | None) -> AutoEncoderConfig:
+    # BFL's ae.safetensors carries no config: the shape comes from the tensors (names only, unread)
+    return given if given is not None else AutoEncoderConfig.from_weights(sanitize(weights))
+
+
+SPEC = ComponentSpec(
+    name="VAE",
+    build=AutoEncoder,
+    sanitize=sanitize,
+    config_from_dict=AutoEncoderConfig.from_dict,
+    config_from_weights=_config_of_file,
+    config_error="VAE config in {where}: {error}",
+    single_file="ae.safetensors",
+    float16_as=mx.bfloat16,  # the FLUX VAE overflows in float16 (NaN, black images)
+)
+
+
 def load_autoencoder(path: str | Path, dtype: mx.Dtype | str | None = None) -> AutoEncoder:
     """Load the VAE from a diffusers `vae/` folder or a BFL `ae.safetensors` file.
 
@@ -669,30 +679,4 @@ def load_autoencoder(path: str | Path, dtype: mx.Dtype | str | None = None) -> A
     float16 gives bfloat16: the FLUX VAE overflows in float16 (NaN, black images), and a
     pipeline running its transformer in float16 should still get an image.
     """
-    dtype = parse_dtype(dtype) or default_dtype()
-    if dtype == mx.float16:
-        dtype = mx.bfloat16
-    # 1. find the weights (and config.json, which a BFL single file lacks)
-    path = Path(path)
-    if path.is_dir() and not (path / "config.json").exists() and (path / "ae.safetensors").is_file():
-        path = path / "ae.safetensors"
-    if path.is_dir():
-        raw_config, files = load_config(path), shard_files(path)
-    else:
-        raw_config, files = None, [path]
-    weights = sanitize(load_safetensors(files))
-    # 2. build the model with the checkpoint's shape
-    try:
-        if raw_config is None:
-            config = AutoEncoderConfig.from_weights(weights)
-        else:
-            config = AutoEncoderConfig.from_dict(raw_config)
-    except WeightError:
-        raise
-    except ValueError as e:
-        raise WeightError(f"VAE config in {path}: {e}") from e
-    model = AutoEncoder(config)
-    # 3. load strictly, then evaluate once
-    apply_weights(model, weights, "VAE", dtype)
-    mx.eval(model.parameters())
-    return model
+    return load_component(SPEC, path, dtype)

@@ -223,7 +223,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from .quantized_io import quantize_to_folder
+    from .quantized_writer import quantize_to_folder
 
     status = StatusLine(quiet=False)  # quantizing the real model takes minutes: say what is happening
     try:

@@ -15,14 +15,7 @@ from typing import Any, Mapping
 import mlx.core as mx
 import mlx.nn as nn
 
-from .weights import (
-    apply_weights,
-    default_dtype,
-    read_config,
-    load_safetensors,
-    parse_dtype,
-    shard_files,
-)
+from .loader import ComponentSpec, load_component
 
 # transformers' ACT2FN names -> MLX. "quick_gelu" (x * sigmoid(1.702 x)) is what
 # OpenAI's CLIP was trained with; "gelu" there is the exact erf form.
@@ -194,6 +187,16 @@ class CLIPTextModel(nn.Module):
         return out
 
 
+SPEC = ComponentSpec(
+    name="CLIP text encoder",
+    build=CLIPTextModel,
+    sanitize=CLIPTextModel.sanitize,
+    config_from_dict=CLIPConfig.from_dict,
+    label="CLIP text encoder ({where})",
+    config_error="unusable CLIP config.json in {where}: {error}",
+)
+
+
 def load_clip(folder: str | Path, dtype: mx.Dtype | str | None = None) -> CLIPTextModel:
     """Load a transformers-format CLIP text encoder folder (FLUX's `text_encoder/`).
 
@@ -201,15 +204,4 @@ def load_clip(folder: str | Path, dtype: mx.Dtype | str | None = None) -> CLIPTe
     Raises `WeightError` naming the file or tensor when the folder is missing, a file is
     corrupt, or the checkpoint does not fit its config.
     """
-    folder = Path(folder)
-    dtype = parse_dtype(dtype) or default_dtype()
-    # 1. the files: checks the folder and every shard exist before anything is read
-    files = shard_files(folder)
-    # 2. the model, sized by config.json alone
-    config = read_config(folder, CLIPConfig.from_dict, "CLIP")
-    model = CLIPTextModel(config)
-    # 3. the weights: mapped lazily, renamed, cast once, then materialised
-    weights = model.sanitize(load_safetensors(files))
-    apply_weights(model, weights, f"CLIP text encoder ({folder})", dtype=dtype)
-    mx.eval(model.parameters())
-    return model
+    return load_component(SPEC, folder, dtype)

@@ -26,11 +26,13 @@ from . import hub, memory, quantized_io, sampler, variants
 from .autoencoder import load_autoencoder
 from .clip import load_clip
 from .engine import GenerationResult, StepCallback, StepEvent
+from .loader import load_component
 from .loading import ModelFiles, find_files
 from .preview import LatentPreviewer
 from .request import GenerationRequest, InputError
+from .t5 import SPEC as T5_SPEC
 from .tokenizers import CLIPTokenizer, T5Tokenizer
-from .transformer import load_transformer
+from .transformer import FluxConfig, load_transformer
 from .weights import default_dtype, parse_dtype
 
 __all__ = ["FluxPipeline", "GenerationRequest", "GenerationResult", "InputError", "PromptEmbedding", "StepEvent"]
@@ -90,10 +92,9 @@ class FluxPipeline:
             progress("Loading transformer", None)
         if files.quantized is not None:  # our quantized folder: loads as stored, never in full precision
             quantize = quantized_io.check_requested_bits(files.quantized, files.transformer.parent, quantize)
-            transformer = quantized_io.load_transformer(files.transformer.parent, files.quantized, dtype=dt)
-        else:  # quantize=N quantizes each block as it is read
-            transformer = load_transformer(files.transformer, dtype=dt, config=_transformer_config(files),
-                                           quantize=quantize)
+        # quantize=N quantizes each block as it is read
+        transformer = load_transformer(files.transformer, dtype=dt, config=_transformer_config(files),
+                                       quantize=_on_load(files, quantize))
         if progress:
             progress("Loading VAE", None)
         vae = load_autoencoder(files.vae, dtype=dt)
@@ -112,8 +113,9 @@ class FluxPipeline:
         if self._clip is None:
             self._clip = load_clip(self.files.text_encoder, dtype=self.dtype)
         if self._t5 is None:
-            self._t5 = quantized_io.load_text_encoder_2(self.files.text_encoder_2, self.dtype, self.quantize,
-                                                        manifest=self.files.quantized)
+            # load_t5's stages, quantized on load like the transformer (or as stored in our folder)
+            self._t5 = load_component(T5_SPEC, self.files.text_encoder_2, self.dtype,
+                                      quantize=_on_load(self.files, self.quantize))
         return self._clip, self._t5
 
     def release_text_encoders(self) -> None:
@@ -396,9 +398,13 @@ def _to_pil(img: mx.array) -> Image.Image:
     return Image.fromarray(arr, mode="RGB")
 
 
-def _transformer_config(files: ModelFiles):
+def _transformer_config(files: ModelFiles) -> FluxConfig | None:
+    """A single file's config, from its base's config.json (folders carry their own)."""
     if files.transformer.is_file() and files.transformer_config is not None:
-        from .transformer import FluxConfig
-
         return FluxConfig.from_diffusers(files.transformer_config)
     return None
+
+
+def _on_load(files: ModelFiles, quantize: int | None) -> int | None:
+    # our quantized folder's components load as stored: nothing is left to quantize on load
+    return None if files.quantized is not None else quantize

@@ -20,14 +20,8 @@ import numpy as np
 
 from .fanout import concat_fan_out
 from .layers import gelu_tanh
-from .weights import (
-    apply_weights,
-    default_dtype,
-    read_config,
-    load_safetensors,
-    parse_dtype,
-    shard_files,
-)
+from .loader import ComponentSpec, load_component
+from .quantize import blocks as quantize_blocks
 
 # transformers' ACT2FN names -> MLX. "gelu" is the exact erf form there; "gelu_new" the
 # tanh approximation, which is what "gated-gelu" (T5 v1.1, FLUX) means.
@@ -264,6 +258,20 @@ class T5Encoder(nn.Module):
         return {k: v for k, v in weights.items() if not k.startswith(("decoder.", "lm_head."))}
 
 
+SPEC = ComponentSpec(
+    name="T5 text encoder",
+    build=T5Encoder,
+    sanitize=T5Encoder.sanitize,
+    config_from_dict=T5Config.from_dict,
+    label="T5 text encoder ({where})",
+    config_error="unusable T5 config.json in {where}: {error}",
+    subfolder="text_encoder_2",  # its part in our quantized folder
+    # T5's feed-forward output overflows float16: transformers keeps `wo` in float32 there
+    keep_float32=(".wo.",),
+    blocks=quantize_blocks,
+)
+
+
 def load_t5(folder: str | Path, dtype: mx.Dtype | str | None = None) -> T5Encoder:
     """Load a transformers-format T5 encoder folder (FLUX's `text_encoder_2/`, sharded or not).
 
@@ -272,16 +280,4 @@ def load_t5(folder: str | Path, dtype: mx.Dtype | str | None = None) -> T5Encode
     keeps it. Raises `WeightError` naming the file or tensor when the folder is missing, a
     file is corrupt, or the checkpoint does not fit its config.
     """
-    folder = Path(folder)
-    dtype = parse_dtype(dtype) or default_dtype()
-    # 1. the files: checks the folder and every shard (via the index) exist before reading
-    files = shard_files(folder)
-    # 2. the model, sized by config.json alone
-    config = read_config(folder, T5Config.from_dict, "T5")
-    model = T5Encoder(config)
-    # 3. the weights: mapped lazily, renamed, cast once, then materialised
-    weights = model.sanitize(load_safetensors(files))
-    keep_float32 = (".wo.",) if dtype == mx.float16 else ()
-    apply_weights(model, weights, f"T5 text encoder ({folder})", dtype=dtype, keep_float32=keep_float32)
-    mx.eval(model.parameters())
-    return model
+    return load_component(SPEC, folder, dtype)

@@ -30,15 +30,9 @@ from .layers import (
     silu,
     timestep_embedding,
 )
-from .weights import (
-    WeightError,
-    apply_weights,
-    default_dtype,
-    load_config,
-    load_safetensors,
-    parse_dtype,
-    shard_files,
-)
+from .loader import ComponentSpec, load_component
+from .quantize import blocks as quantize_blocks
+from .weights import WeightError
 
 TIME_DIM = 256  # width of the timestep / guidance sinusoid
 
@@ -414,6 +408,34 @@ _DOUBLE_FUSED = {p: f for f in ("img_attn.qkv", "txt_attn.qkv") for p in _FUSION
 _SINGLE_FUSED = {p: "linear1" for p in _FUSION_ORDER["linear1"]}
 
 
+def _config_from_dict(d: Mapping[str, Any]) -> FluxConfig:
+    """A diffusers config.json, or our own field names (as our quantized folder stores them)."""
+    diffusers = "num_layers" in d or "attention_head_dim" in d
+    return FluxConfig.from_diffusers(d) if diffusers else FluxConfig.from_dict(d)
+
+
+def _config_of_file(weights: Mapping[str, mx.array], given: FluxConfig | None) -> FluxConfig:
+    """A single file carries no config: infer it from the tensor shapes unless one is given.
+
+    Either way the variant is what the tensors say (a dev file with a schnell base is dev).
+    """
+    weights = Flux.sanitize(weights)  # names only: the tensors stay unread
+    config = given if given is not None else FluxConfig.from_weights(weights)
+    return dataclasses.replace(config, guidance_embed="guidance_in.in_layer.weight" in weights)
+
+
+SPEC = ComponentSpec(
+    name="transformer",
+    build=Flux,
+    sanitize=Flux.sanitize,
+    config_from_dict=_config_from_dict,
+    config_from_weights=_config_of_file,
+    config_error="invalid transformer config for {where}: {error}",
+    subfolder="transformer",
+    blocks=quantize_blocks,
+)
+
+
 def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
                      config: FluxConfig | Mapping[str, Any] | None = None,
                      blocks: tuple[range, range] | None = None, quantize: int | None = None) -> Flux:
@@ -427,49 +449,11 @@ def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
     `keep_blocks`); the small embedders and final layer are always loaded.
 
     `quantize` 4 or 8 quantizes each block as it is read (see `quantize.quantize_blockwise`),
-    so the full-precision model never exists in memory.
+    so the full-precision model never exists in memory. The `transformer/` folder of our
+    quantized folder loads as stored. The stages are `loader.load_component`'s.
     """
-    # 1. find the weights and the config
-    path = Path(path)
-    if path.is_dir() and not (path / "config.json").is_file() and (path / "transformer").is_dir():
-        path = path / "transformer"  # a whole repository folder
-    if path.is_dir():
-        files = shard_files(path)
-        if config is None:
-            config = load_config(path)
-    elif path.is_file():
-        files = [path]
-    else:
-        raise WeightError(f"missing transformer weights: {path}")
-    weights = Flux.sanitize(load_safetensors(files))
-
-    # 2. build the model
-    if config is None:
-        config = FluxConfig.from_weights(weights)
-    elif not isinstance(config, FluxConfig):
-        diffusers = "num_layers" in config or "attention_head_dim" in config
-        try:
-            config = FluxConfig.from_diffusers(config) if diffusers else FluxConfig.from_dict(config)
-        except (TypeError, ValueError) as e:
-            raise WeightError(f"invalid transformer config for {path}: {e}") from e
-    if path.is_file():  # a single file's variant is what its tensors say, whatever config came with it
-        config = dataclasses.replace(config, guidance_embed="guidance_in.in_layer.weight" in weights)
-    model = Flux(config)
-    if blocks is not None:
-        weights = keep_blocks(model, weights, *blocks)
-
-    # 3. load strictly, cast once, and read the file block by block (bounded peak memory:
-    #    once a fused tensor is built its pieces are released)
-    apply_weights(model, weights, "transformer", dtype=parse_dtype(dtype) or default_dtype())
-    del weights
-    if quantize:
-        from .quantize import quantize_blockwise
-
-        quantize_blockwise(model, quantize)
-    for block in (*model.double_blocks, *model.single_blocks):
-        mx.eval(block.parameters())
-    mx.eval(model.parameters())
-    return model
+    select = None if blocks is None else (lambda model, weights: keep_blocks(model, weights, *blocks))
+    return load_component(SPEC, path, dtype, config=config, quantize=quantize, select=select)
 
 
 def keep_blocks(model: Flux, weights: Mapping[str, mx.array], double: range,

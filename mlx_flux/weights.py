@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Iterable, Mapping
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .errors import FluxError
-
-T = TypeVar("T")
 
 
 class WeightError(FluxError, ValueError):
@@ -105,6 +103,7 @@ def load_safetensors(paths: Iterable[Path] | Path) -> dict[str, mx.array]:
 
 
 def load_config(folder: Path, name: str = "config.json") -> dict:
+    """The parsed `folder/name` (a WeightError names a missing or corrupt file)."""
     path = Path(folder) / name
     if not path.is_file():
         raise WeightError(f"missing {name} in {folder}")
@@ -112,22 +111,6 @@ def load_config(folder: Path, name: str = "config.json") -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise WeightError(f"corrupt {name} in {folder}: {e}") from e
-
-
-def read_config(folder: Path, from_dict: Callable[[dict], T], component: str) -> T:
-    """Build a config object from `folder/config.json`; any field problem becomes a WeightError."""
-    raw = load_config(folder)
-    try:
-        return from_dict(raw)
-    except WeightError:
-        raise
-    except (TypeError, ValueError, KeyError) as e:
-        raise WeightError(f"unusable {component} config.json in {folder}: {e}") from e
-
-
-def config_dtype(config: Mapping) -> str | None:
-    """The dtype a transformers/diffusers config declares (`dtype` in 5.x, `torch_dtype` in 4.x)."""
-    return config.get("dtype") or config.get("torch_dtype")
 
 
 def apply_weights(

@@ -9,7 +9,7 @@ from mlx.utils import tree_flatten
 
 from mlx_flux import FluxPipeline, memory
 from mlx_flux.loading import find_files
-from mlx_flux.quantized_io import quantize_to_folder
+from mlx_flux.quantized_writer import quantize_to_folder
 
 PROMPT = "a lighthouse at dusk"
 GB = memory.GB

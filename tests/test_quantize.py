@@ -18,7 +18,10 @@ from mlx.utils import tree_flatten
 from mlx_flux import FluxPipeline
 from mlx_flux.errors import FluxError
 from mlx_flux.quantize import apply_plan, plan_of, quantize_module
-from mlx_flux.quantized_io import FORMAT_VERSION, MANIFEST, FormatError, load_quantized, quantize_to_folder
+from mlx_flux import transformer
+from mlx_flux.loader import Checkpoint, load_component
+from mlx_flux.quantized_io import FORMAT_VERSION, MANIFEST, FormatError
+from mlx_flux.quantized_writer import quantize_to_folder
 from mlx_flux.transformer import Flux, FluxConfig
 
 SCRIPT = Path(sys.executable).parent / "mlx-flux"
@@ -157,13 +160,13 @@ def test_loading_never_materialises_full_precision(tmp_path):
     plan = quantize_module(model, 4)
     path = tmp_path / "model.safetensors"
     mx.save_safetensors(str(path), dict(tree_flatten(model.parameters())))
-    component = {"file": path.name, "plan": plan}
+    stored = Checkpoint((path,), tmp_path, plan=plan)
     del model
     mx.clear_cache()
 
     mx.reset_peak_memory()
     before = mx.get_active_memory()
-    loaded = load_quantized(Flux(cfg), tmp_path, component, mx.float32, "transformer")
+    loaded = load_component(transformer.SPEC, stored, mx.float32, config=cfg)
     peak = mx.get_peak_memory() - before
     stored = sum(v.nbytes for _, v in tree_flatten(loaded.parameters()))
     print(f"float {float_bytes / 2**20:.1f} MiB, 4-bit {stored / 2**20:.1f} MiB, load peak {peak / 2**20:.1f} MiB")
