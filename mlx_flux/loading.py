@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import hub, quantized_io
+from . import hub, quantized_io, variants
 from .errors import ModelNotFoundError
 from .weights import WeightError, read_header
 
@@ -36,14 +36,10 @@ class ModelFiles:
     quantized: dict | None = None  # the manifest of our quantized folder (see quantized_io)
 
 
-def detect_variant(transformer: Path) -> str:
-    """'dev' if the checkpoint has a guidance embedding, else 'schnell' (from tensor names only)."""
-    names: set[str] = set()
+def detect_variant(transformer: Path) -> variants.Variant:
+    """The variant of a transformer checkpoint, from its tensor names only (nothing is read)."""
     files = [transformer] if transformer.is_file() else sorted(transformer.glob("*.safetensors"))
-    for f in files:
-        names.update(read_header(f))
-    guided = any(("guidance_in." in n) or ("guidance_embedder." in n) for n in names)
-    return "dev" if guided else "schnell"
+    return variants.from_weight_names(name for f in files for name in read_header(f))
 
 
 def find_files(model: str | os.PathLike, base: str | os.PathLike | None = None,
@@ -91,8 +87,7 @@ def _quantized_folder(path: Path, name: str) -> ModelFiles:
 def _single_file(file: Path, name: str, base, progress) -> ModelFiles:
     if file.suffix not in (".safetensors", ".sft"):
         raise ModelNotFoundError(f"not a safetensors checkpoint: {file}")
-    variant = detect_variant(file)
-    base = base if base is not None else hub.ALIASES[variant]
+    base = base if base is not None else detect_variant(file).repo
     base_path = hub.resolve(base, patterns=hub.BASE_PATTERNS, progress=progress)
     missing = [c for c in TEXT_PARTS if not (base_path / c).is_dir()]
     if missing:

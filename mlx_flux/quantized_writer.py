@@ -19,7 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from . import __version__
+from . import __version__, variants
 from .loader import load_component
 from .loading import find_files
 from .quantize import GROUP_SIZES, MODE, check_bits, plan_of
@@ -61,7 +61,7 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
         transformer = load_transformer(files.transformer, dtype=dt, config=_diffusers_config(files), quantize=bits)
         components["transformer"] = _save(transformer, tmp, "transformer",
                                            config=_jsonable(dataclasses.asdict(transformer.config)))
-        variant = "dev" if transformer.config.guidance_embed else "schnell"
+        variant = variants.by_guidance(transformer.config.guidance_embed).name
         del transformer
         mx.clear_cache()
 
