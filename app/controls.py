@@ -12,15 +12,18 @@ from PySide6.QtWidgets import (
     QPlainTextEdit, QPushButton, QSizePolicy, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
-from app.models import VARIANT_DEFAULTS, display_name
-from app.params import MAX_SIZE, MIN_SIZE, SEED_MAX, SIZE_STEP, GenerationParams, size_for_aspect, snap_size
+from mlx_flux.request import GenerationRequest
+from mlx_flux.variants import DEV, VARIANTS
+
+from app.models import display_name
+from app.params import (MAX_SIZE, MIN_SIZE, SEED_MAX, SIZE_STEP, GenerationParams, ModelChoice, size_for_aspect,
+                        snap_size)
 
 ASPECTS: list[tuple[str, float]] = [
     ("Square 1:1", 1.0), ("Landscape 4:3", 4 / 3), ("Landscape 3:2", 3 / 2), ("Wide 16:9", 16 / 9),
     ("Portrait 3:4", 3 / 4), ("Portrait 2:3", 2 / 3), ("Tall 9:16", 9 / 16),
 ]
 CUSTOM_ASPECT = "Custom"
-STEPS_MAX = {"schnell": 16, "dev": 50}
 GUIDANCE_SCALE = 10  # the slider works in tenths: 35 -> 3.5
 QUANTIZE_CHOICES = [("Full precision", None), ("8-bit", 8), ("4-bit", 4)]
 SUBMIT_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
@@ -287,8 +290,9 @@ class ControlsPanel(QWidget):
         `defaults` (steps, guidance) come from the loaded engine; without them the table for
         the (guessed) variant is used, and an unknown variant gets dev's wider ranges.
         """
-        steps_default, guidance_default = defaults or VARIANT_DEFAULTS.get(variant or "dev", VARIANT_DEFAULTS["dev"])
-        self.stepsSlider.setRange(1, max(STEPS_MAX.get(variant or "dev", 50), steps_default))
+        facts = VARIANTS.get(variant or "", DEV)
+        steps_default, guidance_default = defaults or (facts.steps, facts.guidance)
+        self.stepsSlider.setRange(1, max(facts.max_steps, steps_default))
         has_guidance = guidance_default is not None
         # Schnell is guidance-distilled: the control would do nothing, so it is disabled.
         self.guidanceSlider.setEnabled(has_guidance)
@@ -311,30 +315,32 @@ class ControlsPanel(QWidget):
     # -- params -------------------------------------------------------------------------------
     def params(self) -> GenerationParams:
         """The settings as shown; seed None when it should be random."""
-        return GenerationParams(
+        request = GenerationRequest(
             prompt=self.promptEdit.toPlainText().strip(),
-            model=self.current_model(),
             width=snap_size(self.widthSpin.value()),
             height=snap_size(self.heightSpin.value()),
             steps=self.stepsSlider.value(),
             guidance=self.guidanceSlider.value() / GUIDANCE_SCALE if self.guidanceSlider.isEnabled() else None,
             seed=None if self.randomSeedCheck.isChecked() else self.seedSpin.value(),
-            quantize=self.quantize(),
         )
+        return GenerationParams(ModelChoice(self.current_model(), self.quantize()), request)
 
-    def apply_params(self, params: GenerationParams, prompt: bool = True) -> None:
-        """Show `params` in the controls (restoring an entry or a dropped image); the seed is locked."""
+    def apply_request(self, request: GenerationRequest, prompt: bool = True) -> None:
+        """Show `request` in the controls (restoring an entry or a dropped image); the seed is locked.
+
+        Values the controls cannot hold are fitted: sizes snap to multiples of 16, a seed above
+        the spin box's range is folded into it."""
         if prompt:
-            self.promptEdit.setPlainText(params.prompt)
-        self.set_size(params.width, params.height)
-        if params.steps:
-            if params.steps > self.stepsSlider.maximum():
-                self.stepsSlider.setMaximum(params.steps)
-            self.stepsSlider.setValue(params.steps)
-        if params.guidance is not None and self.guidanceSlider.isEnabled():
-            self.guidanceSlider.setValue(round(params.guidance * GUIDANCE_SCALE))
-        if params.seed is not None:
-            self.set_seed(params.seed, lock=True)
+            self.promptEdit.setPlainText(request.prompt)
+        self.set_size(request.width, request.height)
+        if request.steps:
+            if request.steps > self.stepsSlider.maximum():
+                self.stepsSlider.setMaximum(request.steps)
+            self.stepsSlider.setValue(request.steps)
+        if request.guidance is not None and self.guidanceSlider.isEnabled():
+            self.guidanceSlider.setValue(round(request.guidance * GUIDANCE_SCALE))
+        if request.seed is not None:
+            self.set_seed(request.seed, lock=True)
 
     def set_seed(self, seed: int, lock: bool) -> None:
         self.seedSpin.setValue(int(seed) % (SEED_MAX + 1))

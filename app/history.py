@@ -13,38 +13,34 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from mlx_flux.request import GenerationRequest
 
-from app.params import GenerationParams
+from app.params import GenerationParams, ModelChoice
 
-SCHEMA_VERSION = 1
+# 1: settings as columns, and again as the engine's metadata JSON.
+# 2: the request once, as `GenerationRequest.to_metadata()` JSON (versioned by its own `schema`
+#    field); columns only for what is searched, sorted or loaded (prompt, seed, time, model choice).
+SCHEMA_VERSION = 2
 
-_SCHEMA = [
+_CREATE = [
     """
-CREATE TABLE IF NOT EXISTS entries (
+CREATE TABLE entries (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     created_at  REAL    NOT NULL,   -- unix time the image was finished
     started_at  REAL,               -- unix time the generation began
-    prompt      TEXT    NOT NULL,
-    model       TEXT    NOT NULL,   -- what the engine loaded: local path or repo id
-    model_name  TEXT,               -- the engine's display name for it
+    prompt      TEXT    NOT NULL,   -- the request's prompt, searched
+    seed        INTEGER NOT NULL,   -- the request's seed, searched
+    model       TEXT    NOT NULL,   -- the model choice: what the engine loaded (local path or repo id)
+    quantize    INTEGER,            -- the model choice's precision (bits), NULL for full precision
     variant     TEXT,               -- "schnell" | "dev"
-    width       INTEGER NOT NULL,
-    height      INTEGER NOT NULL,
-    steps       INTEGER NOT NULL,
-    guidance    REAL,               -- NULL for models without guidance (schnell)
-    seed        INTEGER NOT NULL,
-    quantize    INTEGER,
     image_path  TEXT    NOT NULL,
     thumbnail   BLOB,               -- small PNG for the gallery
-    metadata    TEXT    NOT NULL DEFAULT '{}'  -- the engine's metadata, as written into the PNG
+    request     TEXT    NOT NULL    -- GenerationRequest.to_metadata(): exactly what made the image
 )""",
-    "CREATE INDEX IF NOT EXISTS entries_newest ON entries (created_at DESC, id DESC)",
+    "CREATE INDEX entries_newest ON entries (created_at DESC, id DESC)",
 ]
 
-
-_LIST_COLUMNS = ("id, created_at, started_at, prompt, model, model_name, variant, width, height, steps,"
-                 " guidance, seed, quantize, image_path, metadata")
+_LIST_COLUMNS = "id, created_at, started_at, prompt, seed, model, quantize, variant, image_path, request"
 
 
 class HistoryError(Exception):
@@ -55,21 +51,32 @@ class HistoryError(Exception):
 class HistoryEntry:
     id: int
     created_at: float
-    params: GenerationParams  # with the steps, guidance and seed actually used
+    params: GenerationParams  # the model choice and the engine's resolved request
     image_path: Path
-    model_name: str = ""
     variant: str | None = None
     started_at: float | None = None
     thumbnail: bytes | None = field(default=None, repr=False, compare=False)  # only from get()
-    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.params.request
+
+    @property
+    def choice(self) -> ModelChoice:
+        return self.params.choice
 
     @property
     def prompt(self) -> str:
-        return self.params.prompt
+        return self.request.prompt
 
     @property
     def seed(self) -> int:
-        return self.params.seed or 0
+        return self.request.seed or 0
+
+    @property
+    def model_name(self) -> str:
+        """The engine's display name of the model (what the PNG says)."""
+        return self.request.model or ""
 
     @property
     def duration(self) -> float | None:
@@ -85,6 +92,7 @@ class HistoryStore:
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None)  # explicit transactions
             self._db.row_factory = sqlite3.Row
+            self._check_version()  # before anything writes to the file (WAL mode rewrites its header)
             if self.path is not None:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -97,15 +105,23 @@ class HistoryStore:
         """A throw-away store, so the app stays usable when the real one cannot be opened."""
         return cls(":memory:", data_dir)
 
-    def _migrate(self) -> None:
+    def _check_version(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             # Written by a newer app: reading might work, writing could corrupt its data.
             raise sqlite3.DatabaseError(f"it was written by a newer version (schema {version})")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version < SCHEMA_VERSION:
             with self._transaction():
-                for statement in _SCHEMA:
+                if version == 1:
+                    self._db.execute("ALTER TABLE entries RENAME TO entries_v1")
+                    self._db.execute("DROP INDEX IF EXISTS entries_newest")
+                for statement in _CREATE:
                     self._db.execute(statement)
+                if version == 1:
+                    _migrate_v1(self._db)
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self):
@@ -120,27 +136,24 @@ class HistoryStore:
         params: GenerationParams,
         image_path: Path,
         *,
-        model_name: str = "",
         variant: str | None = None,
         started_at: float | None = None,
         created_at: float | None = None,
         thumbnail: bytes | None = None,
-        metadata: dict[str, Any] | None = None,
     ) -> HistoryEntry:
         """Record one finished image; committed to disk before returning."""
         created_at = time.time() if created_at is None else created_at
-        metadata = metadata or {}
+        request = params.request
         row = (
-            created_at, started_at, params.prompt, params.model, model_name, variant,
-            params.width, params.height, params.steps or 0, params.guidance, params.seed or 0,
-            params.quantize, self._stored_path(image_path), thumbnail, json.dumps(metadata),
+            created_at, started_at, request.prompt, request.seed or 0, params.choice.source,
+            params.choice.quantize, variant, self._stored_path(image_path), thumbnail,
+            json.dumps(request.to_metadata()),
         )
         try:
             with self._transaction():
                 cursor = self._db.execute(
-                    "INSERT INTO entries (created_at, started_at, prompt, model, model_name, variant,"
-                    " width, height, steps, guidance, seed, quantize, image_path, thumbnail, metadata)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO entries (created_at, started_at, prompt, seed, model, quantize, variant,"
+                    " image_path, thumbnail, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
         except sqlite3.Error as exc:
@@ -208,19 +221,48 @@ class HistoryStore:
         image_path = Path(row["image_path"])
         if not image_path.is_absolute():
             image_path = self.data_dir / image_path
-        try:
-            metadata = json.loads(row["metadata"] or "{}")
-        except ValueError:
-            metadata = {}
-        params = GenerationParams(
-            prompt=row["prompt"], model=row["model"], width=row["width"], height=row["height"],
-            steps=row["steps"], guidance=row["guidance"], seed=row["seed"], quantize=row["quantize"],
-        )
+        params = GenerationParams(ModelChoice(row["model"], row["quantize"]),
+                                  _request(row["request"], row["prompt"], row["seed"]))
         return HistoryEntry(
             id=row["id"], created_at=row["created_at"], params=params, image_path=image_path,
-            model_name=row["model_name"] or "", variant=row["variant"], started_at=row["started_at"],
-            thumbnail=row["thumbnail"] if "thumbnail" in row.keys() else None, metadata=metadata,
+            variant=row["variant"], started_at=row["started_at"],
+            thumbnail=row["thumbnail"] if "thumbnail" in row.keys() else None,
         )
+
+
+def _request(text: str | None, prompt: str, seed: int) -> GenerationRequest:
+    """A row's request; one that cannot be read still restores its prompt and seed."""
+    try:
+        return GenerationRequest.from_metadata(json.loads(text or "{}"))
+    except ValueError:  # not JSON, or no prompt in it
+        return GenerationRequest(prompt, seed=seed)
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: each row's request from its columns (what was used), with the model's
+    display name from its metadata; then the old table goes. Runs inside the caller's transaction."""
+    rows = db.execute("SELECT * FROM entries_v1 ORDER BY id").fetchall()
+    for row in rows:
+        try:
+            meta = json.loads(row["metadata"] or "{}")
+        except ValueError:
+            meta = {}
+        meta = meta if isinstance(meta, dict) else {}
+        request = GenerationRequest(
+            prompt=row["prompt"], width=row["width"], height=row["height"],
+            steps=row["steps"] or None,  # version 1 wrote 0 for "unknown"
+            guidance=row["guidance"], seed=row["seed"],
+            model=(meta.get("model") if isinstance(meta.get("model"), str) else None) or row["model_name"] or None,
+            quantize=row["quantize"],
+        )
+        db.execute(
+            "INSERT INTO entries (id, created_at, started_at, prompt, seed, model, quantize, variant, image_path,"
+            " thumbnail, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row["id"], row["created_at"], row["started_at"], row["prompt"], row["seed"], row["model"],
+             row["quantize"], row["variant"], row["image_path"], row["thumbnail"],
+             json.dumps(request.to_metadata())),
+        )
+    db.execute("DROP TABLE entries_v1")
 
 
 class _Transaction:

@@ -24,8 +24,8 @@ PADDING = 8
 
 def summary(entry: HistoryEntry) -> str:
     """One line of settings: 'schnell · 1024×1024 · 4 steps · seed 42'."""
-    p = entry.params
-    parts = [entry.model_name or display_name(p.model), f"{p.width}×{p.height}", f"{p.steps} steps"]
+    p = entry.request
+    parts = [entry.model_name or display_name(entry.choice.source), f"{p.width}×{p.height}", f"{p.steps} steps"]
     if p.guidance is not None:
         parts.append(f"guidance {p.guidance:g}")
     parts.append(f"seed {p.seed}")

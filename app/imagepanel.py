@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,13 @@ class Shown:
 
     image: QImage
     params: GenerationParams | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the saved PNG, if any
     entry_id: int | None = None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What an export writes into the file: the request's metadata."""
+        return self.params.request.to_metadata() if self.params is not None else {}
 
 
 def format_duration(seconds: float) -> str:

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtGui import QImage
 
 from app.params import SEED_MAX, GenerationParams
-from app.worker import Job, JobResult, LoadRequest, ModelChoice, ModelInfo, Worker
+from app.worker import Job, JobResult, LoadRequest, ModelChoice, ModelInfo, Run, Worker
 
 MAX_RUN = 16  # jobs handed to the worker at once (it splits them into chunks that fit memory)
 
@@ -62,13 +62,13 @@ class JobQueue(QObject):
         self.worker.moveToThread(self._thread)
         self._runRequested.connect(self.worker.run)
         self._loadRequested.connect(self.worker.load)
-        self.worker.loadProgress.connect(self.loadProgress)
+        # The worker's step events pass straight through (re-emitted on this, the GUI, thread);
+        # the others first update the queue.
+        for name in ("loadProgress", "batchProgress", "progress", "preview"):
+            getattr(self.worker, name).connect(getattr(self, name))
         self.worker.modelReady.connect(self._on_model_ready)
         self.worker.modelFailed.connect(self._on_model_failed)
         self.worker.jobStarted.connect(self._on_started)
-        self.worker.batchProgress.connect(self.batchProgress)
-        self.worker.progress.connect(self.progress)
-        self.worker.preview.connect(self.preview)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
@@ -107,7 +107,7 @@ class JobQueue(QObject):
         for params in requests:
             if params.seed is None:
                 params = params.with_(seed=random.randint(0, SEED_MAX))
-            jobs.append(Job(id=self._next_id, params=params, output_path=Path()))
+            jobs.append(Job(id=self._next_id, params=params))
             self._next_id += 1
         self._pending.extend(jobs)
         self.changed.emit()
@@ -174,12 +174,11 @@ class JobQueue(QObject):
         while self._pending and len(run) < MAX_RUN and batch_key(self._pending[0].params) == key:
             run.append(self._pending.popleft())
         taken: set[Path] = set()
-        run = [Job(id=job.id, params=job.params, output_path=self._output_path(job, taken)) for job in run]
         self._running = run
         self._run_ids = {job.id for job in run}
         self.changed.emit()
         self.worker.note_run_requested()
-        self._runRequested.emit(run[0] if len(run) == 1 else run)
+        self._runRequested.emit(Run(tuple(run), tuple(self._output_path(job, taken) for job in run)))
 
     def _output_path(self, job: Job, taken: set[Path]) -> Path:
         """images/YYYY-MM-DD/HHMMSS-<seed>.png, never overwriting an earlier image (nor one
@@ -204,7 +203,7 @@ class JobQueue(QObject):
         if self._loading is not None and self._loading.source == source:
             self._loading = None
         # Queued jobs for a model that cannot load would only fail the same way.
-        dropped = [job for job in self._pending if job.params.model == source]
+        dropped = [job for job in self._pending if job.params.choice.source == source]
         for job in dropped:
             self._pending.remove(job)
         self.modelFailed.emit(source, message)

@@ -44,7 +44,7 @@ def build_menus(w: MainWindow) -> None:
         "Generate", w.generate,
         [QKeySequence(ctrl | Qt.Key.Key_Return), QKeySequence(ctrl | Qt.Key.Key_Enter)], "generateAction")
     w.cancelAction = action("Cancel", w.cancel_all, QKeySequence(Qt.Key.Key_Escape), "cancelAction")
-    w.rerunAction = action("Re-run Selected", w.rerun_selected, "Ctrl+R", "rerunAction")
+    w.rerunAction = action("Re-run Selected", w.history_controller.rerun_selected, "Ctrl+R", "rerunAction")
     w.openFolderAction = action("Open Model Folder…", w.choose_model_folder, QKeySequence.StandardKey.Open)
     w.openFileAction = action("Open Model File…", w.choose_model_file)
     w.exportAction = action("Export Image…", w.choose_export, "Ctrl+E", "exportAction")
@@ -53,9 +53,9 @@ def build_menus(w: MainWindow) -> None:
     w.quitAction = action("Quit", w.close, QKeySequence.StandardKey.Quit)
     w.quitAction.setMenuRole(QAction.MenuRole.QuitRole)
     w.copyImageAction = action("Copy Image", w.copy_image, "Ctrl+Shift+C", "copyImageAction")
-    w.copyPromptAction = action("Copy Prompt", w.copy_selected_prompt)
+    w.copyPromptAction = action("Copy Prompt", w.history_controller.copy_selected_prompt)
     w.reuseSeedAction = action("Reuse Seed of This Image", w.reuse_seed)
-    w.deleteAction = action("Delete Entry…", w.delete_selected)
+    w.deleteAction = action("Delete Entry…", w.history_controller.delete_selected)
     w.aboutAction = action(f"About {APP_DISPLAY_NAME}", w.about)
     w.aboutAction.setMenuRole(QAction.MenuRole.AboutRole)
     for shortcut in (w.generateAction, w.cancelAction):
@@ -75,16 +75,16 @@ def build_menus(w: MainWindow) -> None:
     menu.addMenu("&Help").addAction(w.aboutAction)
 
     # The "…" button next to the model picker offers folder or file.
-    open_menu = QMenu(w.openModelButton)
+    open_menu = QMenu(w.controls.openModelButton)
     open_menu.addAction(w.openFolderAction)
     open_menu.addAction(w.openFileAction)
-    w.openModelButton.setMenu(open_menu)
-    w.openModelButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+    w.controls.openModelButton.setMenu(open_menu)
+    w.controls.openModelButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
 
     # Context menus on the image and the history list.
     w.previewView.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
     w.previewView.addActions([w.copyImageAction, w.exportAction, w.revealAction, w.reuseSeedAction])
-    delete_key = action("Delete Entry…", w.delete_selected, [QKeySequence(Qt.Key.Key_Delete),
+    delete_key = action("Delete Entry…", w.history_controller.delete_selected, [QKeySequence(Qt.Key.Key_Delete),
                                                              QKeySequence(Qt.Key.Key_Backspace)])
     delete_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
     w.historyList.addActions([w.rerunAction, w.copyPromptAction, w.exportAction, w.revealAction, delete_key])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 _FALLBACK_KNOWN = ["black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev"]
@@ -32,24 +31,9 @@ def display_name(source: str) -> str:
 
 
 def guess_variant(source: str) -> str | None:
-    """"schnell" or "dev" from files or name, so the controls look right before the load finishes.
+    """"schnell" or "dev" from the files or the name, so the controls look right before the load
+    finishes (the engine's `variants.guess`; the loaded engine has the final word, ModelInfo.variant)."""
+    from mlx_flux.variants import guess  # light: no MLX import
 
-    The engine has the final word once the model is loaded (ModelInfo.variant).
-    """
-    path = Path(source).expanduser()
-    config = path / "transformer" / "config.json"
-    if config.is_file():
-        try:
-            return "dev" if json.loads(config.read_text()).get("guidance_embeds") else "schnell"
-        except (OSError, ValueError):
-            pass
-    name = source.lower()
-    if "schnell" in name:
-        return "schnell"
-    if "dev" in name:
-        return "dev"
-    return None
-
-
-# Defaults per variant, matching the engine's (used until a model is loaded).
-VARIANT_DEFAULTS: dict[str, tuple[int, float | None]] = {"schnell": (4, None), "dev": (28, 3.5)}
+    variant = guess(source)
+    return variant.name if variant is not None else None

@@ -1,10 +1,19 @@
-"""The settings of one generation, shared by the controls, the queue, history and dropped images."""
+"""The settings of one generation: which model to load, and the engine's request.
+
+One frozen `GenerationParams` travels from the Generate button through the queue and the
+worker to the PNG and the history row, and back into the controls when an image is restored.
+The request half is the engine's own `GenerationRequest` (nothing is copied or re-parsed);
+once an image exists it is the engine's resolved `result.request` (steps, guidance, seed,
+model name and precision filled in).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
+
+from mlx_flux.request import GenerationRequest
 
 SIZE_STEP = 16  # FLUX packs 2x2 latent patches of an 8x-downsampled image
 MIN_SIZE = 64
@@ -13,27 +22,52 @@ SEED_MAX = 2**31 - 1  # what a QSpinBox can hold; seeds above it are rare and ge
 
 
 @dataclass(frozen=True)
+class ModelChoice:
+    """What to load: the same choice means the warm pipeline is reused."""
+
+    source: str  # local folder, single .safetensors file, or hub repo id
+    quantize: int | None = None
+
+
+@dataclass(frozen=True)
 class GenerationParams:
-    """Everything needed to make (or remake) one image.
+    """Everything needed to make (or remake) one image: the model to load and the request."""
 
-    `steps`/`guidance`/`seed` of None mean "the model's default" / "random"; once an
-    image exists they hold what was actually used.
-    """
-
-    prompt: str
-    model: str  # what the engine loads: a local path or a hub repo id
-    width: int = 1024
-    height: int = 1024
-    steps: int | None = None
-    guidance: float | None = None
-    seed: int | None = None
-    quantize: int | None = None  # None, 4 or 8 bits
+    choice: ModelChoice
+    request: GenerationRequest
 
     def with_(self, **changes: Any) -> GenerationParams:
-        return replace(self, **changes)
+        """A copy with fields of the request changed (`seed=...`)."""
+        return replace(self, request=self.request.with_(**changes))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    # Read-only views of the request, as the window shows them.
+    @property
+    def prompt(self) -> str:
+        return self.request.prompt
+
+    @property
+    def seed(self) -> int | None:
+        return self.request.seed
+
+    @property
+    def steps(self) -> int | None:
+        return self.request.steps
+
+    @property
+    def guidance(self) -> float | None:
+        return self.request.guidance
+
+    @property
+    def width(self) -> int:
+        return self.request.width
+
+    @property
+    def height(self) -> int:
+        return self.request.height
+
+    @property
+    def quantize(self) -> int | None:
+        return self.choice.quantize
 
 
 def snap_size(value: float) -> int:
@@ -47,34 +81,3 @@ def size_for_aspect(ratio: float, area: int) -> tuple[int, int]:
     width = snap_size(math.sqrt(area * ratio))
     height = snap_size(math.sqrt(area / ratio))
     return width, height
-
-
-def params_from_metadata(metadata: dict[str, Any]) -> GenerationParams | None:
-    """Settings stored in an image's metadata (as the engine writes them), or None if unusable.
-
-    The metadata's `model` is a display name or repo id, never a local path; the caller
-    decides which loadable model it corresponds to.
-    """
-    prompt = metadata.get("prompt")
-    if not isinstance(prompt, str):
-        return None
-
-    def number(key: str, kind: type) -> Any:
-        value = metadata.get(key)
-        try:
-            return kind(value) if value is not None else None
-        except (TypeError, ValueError, OverflowError):
-            return None
-
-    seed = number("seed", int)
-    if seed is not None:
-        seed %= SEED_MAX + 1
-    return GenerationParams(
-        prompt=prompt,
-        model=str(metadata.get("model") or ""),
-        width=snap_size(number("width", int) or 1024),
-        height=snap_size(number("height", int) or 1024),
-        steps=number("steps", int),
-        guidance=number("guidance", float),
-        seed=seed,
-    )

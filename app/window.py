@@ -2,8 +2,9 @@
 
 It wires widgets to the job queue (which owns the worker thread) and the history store, and
 turns every failure into a message in the window; nothing here touches MLX. What the
-history list does (historyactions.py), restoring an image's settings (restore.py) and the
-menus (menus.py) have modules of their own.
+history list does (historycontroller.py) and restoring an image's settings (restore.py) are
+controller objects the window owns; the menus (menus.py) are built onto it; what the image
+view is doing lives in one ViewState (viewstate.py).
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ from app.controls import ControlsPanel
 from app.errors import describe_error
 from app.export import dialog_filters, export_image, format_for, reveal_in_file_manager, with_extension
 from app.history import HistoryError, HistoryStore
-from app.historyactions import HistoryActions
+from app.historycontroller import HistoryController
 from app.historyview import HistoryPanel
 from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.jobs import JobQueue
 from app.menus import build_menus
 from app.models import display_name, guess_variant, is_local, known_models
-from app.params import GenerationParams
+from app.params import GenerationParams, ModelChoice
 from app.paths import DataDir
-from app.restore import RestoreActions
+from app.restore import RestoreController
 from app.settings import Settings
-from app.worker import Job, JobResult, ModelChoice, ModelInfo
+from app.viewstate import ViewState
+from app.worker import Job, JobResult, ModelInfo
+
+__all__ = ["MainWindow", "Shown", "find_icon"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ def find_icon() -> QIcon:
     return QIcon()
 
 
-class MainWindow(HistoryActions, RestoreActions, QMainWindow):
+class MainWindow(QMainWindow):
     def __init__(self, data_dir: DataDir, settings: Settings, history: HistoryStore,
                  initial_model: str | None = None, startup_problems: list[str] | None = None) -> None:
         super().__init__()
@@ -58,15 +62,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.history = history
         self.shown: Shown | None = None
         self.model_info: ModelInfo | None = None
-        self._pending_restore: GenerationParams | None = None  # re-applied once a restored model loads
-        self._selecting_quietly = False  # selecting a new entry in code must not restore it
-        # The person picked an image to look at: runs under way leave it in view (until Generate
-        # or "Show live preview"). Set through the _view_pinned property.
-        self._pinned = False
-        # What "Show live preview" goes back to: the newest preview of the chunk under way, or
-        # between two chunks of a batch the run's newest finished image.
-        self._latest_preview: QImage | None = None
-        self._latest_finished: Shown | None = None
+        self.view = ViewState()
         self._closed = False
 
         self.queue = JobQueue(data_dir.images, self)
@@ -91,27 +87,17 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
     # construction
     # ======================================================================================
     def _build(self) -> None:
+        # Left: model, prompt and settings. Centre: messages, the image, its caption and actions,
+        # progress. Right: searchable history with entry actions. Their widgets that tests and
+        # scripts reach for are also attributes of the window (besides findChild by objectName).
         self.controls = ControlsPanel()
-        c = self.controls
-        # Expose the named controls on the window, which is where tests and scripts look.
-        for name in ("promptEdit", "generateButton", "cancelButton", "stepsSlider", "guidanceSlider",
-                     "seedSpin", "widthSpin", "heightSpin", "modelCombo", "quantizeCombo", "countSpin",
-                     "randomSeedCheck", "aspectCombo", "queueList", "openModelButton"):
-            setattr(self, name, getattr(c, name))
-
-        # Centre: messages, the image, its caption and actions, progress.
         self.imagePanel = ImagePanel()
-        for name in ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "copyImageButton",
-                     "exportButton", "revealButton", "progressBar", "progressLabel", "followLiveButton"):
-            setattr(self, name, getattr(self.imagePanel, name))
+        self.historyPanel = HistoryPanel(self.history.thumbnail)
+        for panel, names in _EXPOSED.items():
+            for name in names:
+                setattr(self, name, getattr(getattr(self, panel), name))
         self.messageLabel = self.messageBar.label
         self.previewView.drag_mime = self.image_mime
-
-        # Right: searchable history with entry actions.
-        self.historyPanel = HistoryPanel(self._thumbnail)
-        for name in ("historySearch", "historyModel", "historyList", "historyCountLabel", "rerunButton",
-                     "copyPromptButton", "deleteButton"):
-            setattr(self, name, getattr(self.historyPanel, name))
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
@@ -133,6 +119,9 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.resize(min(1320, int(available.width() * 0.92)) if available else 1320,
                     min(820, int(available.height() * 0.9)) if available else 820)
 
+        self.restorer = RestoreController(self)
+        self.history_controller = HistoryController(self)
+
     def _connect(self) -> None:
         c, q = self.controls, self.queue
         c.generateRequested.connect(self.generate)
@@ -146,14 +135,6 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.revealButton.clicked.connect(self.reveal_shown)
         self.reuseSeedButton.clicked.connect(self.reuse_seed)
         self.followLiveButton.clicked.connect(self.follow_live)
-        self.rerunButton.clicked.connect(self.rerun_selected)
-        self.copyPromptButton.clicked.connect(self.copy_selected_prompt)
-        self.deleteButton.clicked.connect(self.delete_selected)
-        self.historySearch.textChanged.connect(lambda _: self.refresh_history())
-        self.historyList.selectionModel().currentChanged.connect(self._on_history_current)
-        # A click restores even the entry that is already current (e.g. the image just made).
-        self.historyList.clicked.connect(self._on_history_clicked)
-        self.historyList.selectionModel().selectionChanged.connect(lambda *_: self._update_history_actions())
 
         q.changed.connect(self._on_queue_changed)
         q.changed.connect(self._update_follow_live)
@@ -220,7 +201,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
             self.show_message("Type a prompt first: describe the image you want.", "info")
             self.promptEdit.setFocus()
             return []
-        if not params.model:
+        if not params.choice.source:
             self.show_message("Choose a model first.", "info")
             return []
         count = self.countSpin.value()
@@ -233,35 +214,58 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.follow_live()
         return self.queue.submit(requests)
 
-    @property
-    def _view_pinned(self) -> bool:
-        return self._pinned
-
-    @_view_pinned.setter
-    def _view_pinned(self, pinned: bool) -> None:
-        self._pinned = pinned
+    def set_pinned(self, pinned: bool) -> None:
+        """Keep the picked image in view while runs go on (True), or follow the runs (False)."""
+        self.view.pinned = pinned
         self._update_follow_live()
 
     def follow_live(self) -> None:
         """Unpin the view: show the run under way (its newest preview at once) and follow it."""
-        if not self._view_pinned:
+        v = self.view
+        if not v.pinned:
             return
-        self._view_pinned = False
+        self.set_pinned(False)
         if self.queue.running is None:
             return
-        if self._latest_preview is None and self._latest_finished is not None:
+        if v.latest_preview is None and v.latest_finished is not None:
             # between two chunks: what a followed view shows until the next preview
-            self.show_image(self._latest_finished)
-            if self._latest_finished.entry_id is not None:
-                self.refresh_history(select_id=self._latest_finished.entry_id)
+            self.show_image(v.latest_finished)
+            if v.latest_finished.entry_id is not None:
+                self.refresh_history(select_id=v.latest_finished.entry_id)
             return
         self._show_generating(self.queue.running)
-        if self._latest_preview is not None:
-            self.previewView.set_image(self._latest_preview, preview=True)
+        if v.latest_preview is not None:
+            self.previewView.set_image(v.latest_preview, preview=True)
 
     def _update_follow_live(self) -> None:
         """The "Show live preview" button is there only while a picked image is in view during a run."""
-        self.followLiveButton.setVisible(self._view_pinned and self.queue.running is not None)
+        self.followLiveButton.setVisible(self.view.pinned and self.queue.running is not None)
+
+    # -- the history and restoring, for the menus, main.py and scripts --------------------------
+    def refresh_history(self, select_id: int | None = None) -> None:
+        self.history_controller.refresh_history(select_id)
+
+    def selected_entry(self):
+        return self.history_controller.selected_entry()
+
+    def restore_from_file(self, path: Path) -> bool:
+        return self.restorer.restore_from_file(path)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        # Our own drag-out passing over the window is not a request to restore.
+        if event.source() is None and self.restorer.dropped_image(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        path = self.restorer.dropped_image(event.mimeData())
+        if path is not None:
+            event.acceptProposedAction()
+            self.restore_from_file(path)
 
     def cancel_all(self) -> None:
         if self.queue.is_busy():
@@ -342,12 +346,12 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self.model_info = info
         current = self.controls.current_model()
         if info.choice.source == current:
-            keep = self._pending_restore is not None
+            pending = self.view.pending_restore
             self.controls.apply_variant(info.variant, (info.default_steps, info.default_guidance),
-                                        reset_values=not keep and self.controls.variant != info.variant)
-            if self._pending_restore is not None:
-                self.controls.apply_params(self._pending_restore, prompt=False)
-                self._pending_restore = None
+                                        reset_values=pending is None and self.controls.variant != info.variant)
+            if pending is not None:
+                self.controls.apply_request(pending.request, prompt=False)
+                self.view.pending_restore = None
         if not self.queue.is_busy():
             self.imagePanel.reset_progress("Ready")
         self.previewView.set_placeholder(PLACEHOLDER)
@@ -355,7 +359,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
 
     def _on_model_failed(self, source: str, message: str) -> None:
         self.model_info = None
-        self._pending_restore = None
+        self.view.pending_restore = None
         self.show_message(f"Could not load the model “{display_name(source)}”: {message}")
         self.imagePanel.reset_progress("Model not loaded")
         self.previewView.set_placeholder("The model could not be loaded.\nChoose another model or fix the "
@@ -363,9 +367,9 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self._update_model_status()
 
     def _on_job_started(self, job: Job) -> None:
-        self._latest_preview = self._latest_finished = None  # a new run: nothing of it to go back to yet
+        self.view.latest_preview = self.view.latest_finished = None  # a new run: nothing to go back to yet
         self.imagePanel.start_run(job.params.steps or 1)
-        if not self._view_pinned:
+        if not self.view.pinned:
             self._show_generating(job)
 
     def _show_generating(self, job: Job) -> None:
@@ -378,8 +382,8 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         self._set_image_actions_enabled(False)
 
     def _on_preview(self, image: QImage) -> None:
-        self._latest_preview = image
-        if not self._view_pinned:
+        self.view.latest_preview = image
+        if not self.view.pinned:
             if not self.previewView.is_preview() and self.queue.running is not None:
                 # the next chunk's first preview replaces a finished image: its label and
                 # actions must not stay with the image that left the view
@@ -392,9 +396,8 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         if result.saved_path is not None:
             try:
                 entry = self.history.add(
-                    params, result.saved_path, model_name=result.model.name, variant=result.model.variant,
-                    started_at=result.started_at, created_at=result.finished_at,
-                    thumbnail=result.thumbnail, metadata=result.metadata,
+                    params, result.saved_path, variant=result.model.variant, started_at=result.started_at,
+                    created_at=result.finished_at, thumbnail=result.thumbnail,
                 )
             except HistoryError as exc:
                 self.show_message(f"{exc} The image is saved at {result.saved_path}.")
@@ -403,9 +406,9 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
                               "Use Export to save it somewhere else.")
         # A pinned view keeps the image the person is looking at (and its settings in the
         # controls); the new one waits in the history, unless it exists nowhere else.
-        follow = not self._view_pinned or entry is None
-        shown = Shown(result.image, params, result.metadata, result.saved_path, entry.id if entry else None)
-        self._latest_preview, self._latest_finished = None, shown  # its chunk's previews are done
+        follow = not self.view.pinned or entry is None
+        shown = Shown(result.image, params, result.saved_path, entry.id if entry else None)
+        self.view.latest_preview, self.view.latest_finished = None, shown  # its chunk's previews are done
         if follow:
             self.show_image(shown)
             # Show the seed that was used, without locking it (random stays random).
@@ -458,7 +461,7 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
             parts = [f"seed {p.seed}", f"{shown.image.width()}×{shown.image.height()}", f"{p.steps} steps"]
             if p.guidance is not None:
                 parts.append(f"guidance {p.guidance:g}")
-            parts.append(str(shown.metadata.get("model") or display_name(p.model)))
+            parts.append(str(p.request.model or display_name(p.choice.source)))
             self.imageInfoLabel.setText(" · ".join(parts))
         else:
             self.imageInfoLabel.setText("")
@@ -470,9 +473,12 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
         if self.shown is not None:
             self.show_image(self.shown)
         else:
-            self.previewView.clear()
-            self.imageInfoLabel.setText("")
-            self._update_image_actions()
+            self.clear_image()
+
+    def clear_image(self) -> None:
+        self.previewView.clear()
+        self.imageInfoLabel.setText("")
+        self._update_image_actions()
 
     def _set_image_actions_enabled(self, enabled: bool) -> None:
         for widget in (self.exportButton, self.copyImageButton, self.exportAction, self.copyImageAction,
@@ -569,6 +575,18 @@ class MainWindow(HistoryActions, RestoreActions, QMainWindow):
             self.queue.shutdown()
             self.history.close()
         super().closeEvent(event)
+
+
+# The panels' widgets that are also attributes of the window (tests and scripts use them).
+_EXPOSED = {
+    "controls": ("promptEdit", "generateButton", "cancelButton", "stepsSlider", "guidanceSlider", "seedSpin",
+                 "widthSpin", "heightSpin", "modelCombo", "quantizeCombo", "countSpin", "randomSeedCheck",
+                 "aspectCombo", "queueList"),
+    "imagePanel": ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "copyImageButton",
+                   "exportButton", "revealButton", "progressBar", "progressLabel", "followLiveButton"),
+    "historyPanel": ("historySearch", "historyModel", "historyList", "historyCountLabel", "rerunButton",
+                     "copyPromptButton", "deleteButton"),
+}
 
 
 def _seed_list(seeds: list[int | None]) -> str:

@@ -21,17 +21,11 @@ from PySide6.QtGui import QImage
 
 from app.errors import describe_error
 from app.imaging import pil_to_qimage, thumbnail_png
-from app.params import GenerationParams
+from app.params import GenerationParams, ModelChoice
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """What to load: the same choice means the warm pipeline is reused."""
-
-    source: str  # local folder, single .safetensors file, or hub repo id
-    quantize: int | None = None
+__all__ = ["Job", "JobResult", "LoadRequest", "ModelChoice", "ModelInfo", "Run", "Worker"]
 
 
 @dataclass(frozen=True)
@@ -56,24 +50,49 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Job:
+    """One image in the queue: a queue id and its settings (the seed already chosen by the queue)."""
+
     id: int
-    params: GenerationParams  # seed already chosen by the queue
-    output_path: Path  # where the finished PNG goes
+    params: GenerationParams
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the worker is handed at once: one job, or jobs differing only in seed (one batch),
+    and where each one's PNG goes."""
+
+    jobs: tuple[Job, ...]
+    paths: tuple[Path, ...]
+
+    @property
+    def params(self) -> GenerationParams:
+        return self.jobs[0].params
+
+    def path_of(self, job: Job) -> Path:
+        return self.paths[self.jobs.index(job)]
 
 
 @dataclass(frozen=True)
 class JobResult:
     job: Job
     image: QImage
-    params: GenerationParams  # what was actually used (default steps/guidance filled in)
+    params: GenerationParams  # the choice, and the engine's resolved request: what made the image
     model: ModelInfo
-    metadata: dict[str, Any]
     started_at: float
     finished_at: float
     saved_path: Path | None  # None when saving failed (see save_error)
     save_error: str | None = None
     thumbnail: bytes = field(default=b"", repr=False)
     prompt_truncated: bool = False  # the text encoders cut the prompt short
+
+    @property
+    def request(self) -> Any:
+        return self.params.request
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the PNG holds: the resolved request's metadata."""
+        return self.params.request.to_metadata()
 
 
 # -- the engine calls, kept as module functions so tests can swap them -------------------------
@@ -172,16 +191,15 @@ class Worker(QObject):
                 self.modelReady.emit(info)  # already warm: still answer the request
 
     @Slot(object)
-    def run(self, work: Job | list[Job] | tuple[Job, ...]) -> None:
+    def run(self, run: Run) -> None:
         """Run one job, or several jobs that differ only in seed as one batch."""
-        jobs = list(work) if isinstance(work, (list, tuple)) else [work]
         with self._lock:
             self._runs_waiting = max(0, self._runs_waiting - 1)
         try:
-            self._run(jobs)
+            self._run(run)
         finally:
             with self._lock:
-                self._cancelled_jobs.difference_update(job.id for job in jobs)
+                self._cancelled_jobs.difference_update(job.id for job in run.jobs)
                 self._cancel_load = False
 
     @Slot()
@@ -190,14 +208,13 @@ class Worker(QObject):
         self._pipe = self._info = None
 
     # -- internals --------------------------------------------------------------------------
-    def _run(self, jobs: list[Job]) -> None:
-        live = self._drop_cancelled(jobs)
+    def _run(self, run: Run) -> None:
+        live = self._drop_cancelled(list(run.jobs))
         if not live:
             return
         first = live[0]
         self.jobStarted.emit(first.id)
-        params = first.params
-        choice = ModelChoice(params.model, params.quantize)
+        choice = run.params.choice
         cancelled_error = _cancelled_error()
         try:
             info = self._ensure_model(choice, job_ids=[job.id for job in live])
@@ -209,9 +226,9 @@ class Worker(QObject):
             self.failed.emit(first.id, self._report_model_failure(choice, exc))
             return
         if len(live) == 1:
-            self._run_single(first, info)
+            self._run_single(run, first, info)
         else:
-            self._run_batch(live, info)
+            self._run_batch(run, live, info)
 
     def _step_reporter(self, stop: Callable[[], bool], offset: int = 0, total: int | None = None,
                        started: float | None = None,
@@ -238,16 +255,12 @@ class Worker(QObject):
 
         return on_step
 
-    def _run_single(self, job: Job, info: ModelInfo) -> None:
-        params = job.params
+    def _run_single(self, run: Run, job: Job, info: ModelInfo) -> None:
         cancelled_error = _cancelled_error()
         started_at = time.time()
         try:
-            result = self._pipe.generate(
-                params.prompt, width=params.width, height=params.height, steps=params.steps,
-                guidance=params.guidance if info.default_guidance is not None else None,
-                seed=params.seed, callback=self._step_reporter(lambda: self._is_cancelled(job.id)),
-            )
+            result = self._pipe.generate(job.params.request,
+                                         callback=self._step_reporter(lambda: self._is_cancelled(job.id)))
         except cancelled_error:
             _free_memory()
             self.cancelled.emit(job.id)
@@ -258,18 +271,21 @@ class Worker(QObject):
             self.failed.emit(job.id, describe_error(exc))
             return
 
-        self.finished.emit(self._finish(job, info, result, started_at))
+        self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at))
 
-    def _run_batch(self, jobs: list[Job], info: ModelInfo) -> None:
+    def _run_batch(self, run: Run, jobs: list[Job], info: ModelInfo) -> None:
         """Several seeds of one request: the prompt encoded once, the transformer on a batch.
 
-        The worker splits the batch into the chunks the engine would use itself and makes one
-        `generate_batch` call per chunk, so each chunk's images are saved (and shown) as soon
-        as they exist, and a cancel loses only the chunk in progress."""
-        params = jobs[0].params
+        The engine's `generate_batch` chunks a batch to fit memory, but returns only once every
+        chunk is done. So that each chunk's images are saved (and shown) as soon as they exist,
+        and a cancel loses only the chunk in progress, this is the app's one chunk loop: it asks
+        the engine for its chunk size (`auto_max_batch`) and makes one `generate_batch` call per
+        chunk with that `max_batch`. (An engine hook reporting each finished chunk would let
+        this become a single call.)"""
+        request = run.params.request
         cancelled_error = _cancelled_error()
-        steps = params.steps or info.default_steps
-        size = _chunk_size(self._pipe, params.width, params.height, len(jobs))
+        steps = request.steps or info.default_steps
+        size = _chunk_size(self._pipe, request.width, request.height, len(jobs))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         total = len(chunks) * steps
         number = {job.id: i + 1 for i, job in enumerate(jobs)}  # stays put when a job is dropped
@@ -281,9 +297,7 @@ class Worker(QObject):
             ids = [job.id for job in chunk]
             try:
                 results = self._pipe.generate_batch(
-                    params.prompt, seeds=[job.params.seed for job in chunk], width=params.width,
-                    height=params.height, steps=params.steps,
-                    guidance=params.guidance if info.default_guidance is not None else None,
+                    request, seeds=[job.params.seed for job in chunk],
                     callback=self._step_reporter(lambda: all(self._is_cancelled(i) for i in ids),
                                                  offset=k * steps, total=total, started=started_at,
                                                  images=(number[ids[0]], number[ids[-1]], len(jobs))),
@@ -303,7 +317,7 @@ class Worker(QObject):
                 if self._is_cancelled(job.id):  # removed while its chunk ran: not kept
                     self.cancelled.emit(job.id)
                 else:
-                    self.finished.emit(self._finish(job, info, result, started_at))
+                    self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at))
 
     def _drop_cancelled(self, jobs: list[Job]) -> list[Job]:
         """`jobs` less the cancelled ones, each of which is reported cancelled."""
@@ -315,29 +329,22 @@ class Worker(QObject):
                 live.append(job)
         return live
 
-    def _finish(self, job: Job, info: ModelInfo, result: Any, started_at: float) -> JobResult:
-        metadata = dict(getattr(result, "metadata", None) or {})
-        used = job.params.with_(
-            seed=int(result.seed),
-            steps=int(metadata.get("steps") or job.params.steps or info.default_steps),
-            guidance=_float_or_none(metadata.get("guidance", job.params.guidance))
-            if info.default_guidance is not None else None,
-            width=result.image.width,
-            height=result.image.height,
-        )
+    def _finish(self, job: Job, path: Path, info: ModelInfo, result: Any, started_at: float) -> JobResult:
+        """Save the image with the engine's resolved request (what made it) and report it."""
+        used = GenerationParams(job.params.choice, result.request)
         finished_at = time.time()
-        saved_path: Path | None = job.output_path
+        saved_path: Path | None = path
         save_error = None
         try:
-            save_image(result.image, job.output_path, metadata)
+            save_image(result.image, path, result.metadata)
         except Exception as exc:  # disk full, unwritable folder...: keep the image on screen anyway
-            log.exception("saving %s failed", job.output_path)
+            log.exception("saving %s failed", path)
             saved_path, save_error = None, describe_error(exc)
         return JobResult(
-            job=job, image=pil_to_qimage(result.image), params=used, model=info, metadata=metadata,
+            job=job, image=pil_to_qimage(result.image), params=used, model=info,
             started_at=started_at, finished_at=finished_at, saved_path=saved_path,
             save_error=save_error, thumbnail=thumbnail_png(result.image),
-            prompt_truncated=bool(getattr(result, "prompt_truncated", False)),
+            prompt_truncated=bool(result.prompt_truncated),
         )
 
     def _ensure_model(self, choice: ModelChoice, job_ids: list[int] | None,
@@ -362,12 +369,12 @@ class Worker(QObject):
 
         self.loadProgress.emit(f"Loading {_short_name(choice.source)}…", -1.0)
         pipe = load_pipeline(choice, on_progress)
-        guidance = getattr(pipe, "default_guidance", None)
+        guidance = pipe.default_guidance  # the engine's attributes (mlx_flux.engine.Engine)
         info = ModelInfo(
             choice=choice,
-            name=str(getattr(pipe, "model_name", "") or _short_name(choice.source)),
-            variant=str(getattr(pipe, "variant", "schnell")),
-            default_steps=int(getattr(pipe, "default_steps", 4)),
+            name=str(pipe.model_name or _short_name(choice.source)),
+            variant=str(pipe.variant),
+            default_steps=int(pipe.default_steps),
             default_guidance=None if guidance is None else float(guidance),
         )
         self._pipe, self._info = pipe, info
@@ -380,14 +387,13 @@ class Worker(QObject):
     def _warm_up(self, width: int, height: int) -> None:
         """The first generation as fast as later ones: the engine compiles and warms up now,
         while the person is still typing. Never fatal, skipped when a run is waiting."""
-        warmup = getattr(self._pipe, "warmup", None)
         with self._lock:
             waiting = self._runs_waiting > 0 or self._cancel_load
-        if warmup is None or waiting:
+        if waiting:
             return
         self.loadProgress.emit("Warming up…", -1.0)
         try:
-            seconds = warmup(width, height)
+            seconds = self._pipe.warmup(width, height)
             log.info("warm-up at %dx%d took %.1f s", width, height, seconds or 0.0)
         except Exception:  # e.g. out of memory at a huge size: the real run will say so
             log.warning("warm-up failed", exc_info=True)
@@ -414,9 +420,3 @@ def _chunk_size(pipe: Any, width: int, height: int, count: int) -> int:
 def _short_name(source: str) -> str:
     return Path(source).name or source
 
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None

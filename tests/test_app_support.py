@@ -6,30 +6,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from mlx_flux.engine import GenerationResult, StepCallback, StepEvent
+from mlx_flux.request import GenerationRequest, InputError
+from mlx_flux.variants import VARIANTS
+
 TIMEOUT = 60_000  # ms: generous, a slow 2-core CI runner must never flake
-
-
-@dataclass
-class FakeEvent:
-    step: int
-    total: int
-    elapsed: float
-    _image: Image.Image
-
-    def preview(self) -> Image.Image:
-        return self._image
-
-
-@dataclass
-class FakeResult:
-    image: Image.Image
-    seed: int
-    metadata: dict[str, Any]
-    latents: Any = None
 
 
 def _colour(seed: int) -> tuple[int, int, int]:
@@ -39,10 +24,16 @@ def _colour(seed: int) -> tuple[int, int, int]:
 
 @dataclass
 class FakePipeline:
-    """Behaves like FluxPipeline for the worker: steps with callbacks, previews, results."""
+    """Behaves like FluxPipeline for the worker: steps with callbacks, previews, results.
+
+    It implements `mlx_flux.engine.Engine` with the engine's own types (`GenerationRequest`,
+    `GenerationResult`, `StepEvent`); tests/test_engine_protocol.py checks its signatures
+    against the protocol, so it cannot drift from the real engine unnoticed.
+    """
 
     variant: str = "schnell"
     model_name: str = "fake-schnell"
+    quantize: int | None = None
     fail_with: BaseException | None = None  # raised from generate() after the first step
     step_delay: float = 0.0
     max_batch: int = 16  # what auto_max_batch answers: the engine's memory-based chunk size
@@ -52,50 +43,76 @@ class FakePipeline:
 
     @property
     def default_steps(self) -> int:
-        return 4 if self.variant == "schnell" else 28
+        return VARIANTS[self.variant].steps
 
     @property
     def default_guidance(self) -> float | None:
-        return None if self.variant == "schnell" else 3.5
+        return VARIANTS[self.variant].guidance
 
-    def generate(self, prompt, width=1024, height=1024, steps=None, guidance=None, seed=None,
-                 latents=None, callback=None):
-        steps = steps or self.default_steps
-        seed = 1234 if seed is None else seed
-        self.calls.append(dict(prompt=prompt, width=width, height=height, steps=steps, guidance=guidance, seed=seed))
-        self._steps(steps, seed, callback)
-        return self._result(prompt, seed, width, height, steps, guidance)
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        request.check()
+        return request.with_(
+            steps=self.default_steps if request.steps is None else request.steps,
+            guidance=(self.default_guidance if request.guidance is None else float(request.guidance))
+            if self.default_guidance is not None else None,
+            seed=1234 if request.seed is None else request.seed,
+            model=self.model_name, quantize=self.quantize,
+        )
 
-    def generate_batch(self, prompt, seeds, width=1024, height=1024, steps=None, guidance=None, callback=None,
-                       max_batch=None):
+    def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
+                 steps: int | None = None, guidance: float | None = None, seed: int | None = None,
+                 latents: Any = None, callback: StepCallback | None = None) -> GenerationResult:
+        request = self.resolve(_request(prompt, width=width, height=height, steps=steps, guidance=guidance,
+                                        seed=seed))
+        self.calls.append(dict(prompt=request.prompt, width=request.width, height=request.height,
+                               steps=request.steps, guidance=request.guidance, seed=request.seed))
+        self._steps(request.steps, request.seed, callback)
+        return self._result(request)
+
+    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int = 1024,
+                       height: int = 1024, steps: int | None = None, guidance: float | None = None,
+                       callback: StepCallback | None = None,
+                       max_batch: int | None = None) -> list[GenerationResult]:
         """One pass for all seeds (the worker chunks by auto_max_batch and passes max_batch)."""
-        steps = steps or self.default_steps
         seeds = list(seeds)
-        self.batch_calls.append(dict(prompt=prompt, seeds=seeds, width=width, height=height, steps=steps,
-                                     guidance=guidance, max_batch=max_batch))
-        self._steps(steps, seeds[0], callback)  # a batch previews its first image
-        return [self._result(prompt, seed, width, height, steps, guidance) for seed in seeds]
+        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance)
+        request = self.resolve(request.with_(seed=seeds[0]))
+        self.batch_calls.append(dict(prompt=request.prompt, seeds=seeds, width=request.width,
+                                     height=request.height, steps=request.steps, guidance=request.guidance,
+                                     max_batch=max_batch))
+        self._steps(request.steps, seeds[0], callback)  # a batch previews its first image
+        return [self._result(request.with_(seed=seed)) for seed in seeds]
 
     def _steps(self, steps: int, seed: int, callback) -> None:
         start = time.monotonic()
         for step in range(1, steps + 1):
             time.sleep(self.step_delay)
             if callback is not None:
-                callback(FakeEvent(step, steps, time.monotonic() - start, Image.new("RGB", (8, 8), _colour(seed))))
+                image = Image.new("RGB", (8, 8), _colour(seed))
+                callback(StepEvent(step, steps, time.monotonic() - start, 1.0 - step / steps, lambda: image))
             if self.fail_with is not None:
                 raise self.fail_with
 
-    def _result(self, prompt, seed, width, height, steps, guidance) -> FakeResult:
-        metadata = dict(prompt=prompt, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
-                        model=self.model_name, version="test")
-        return FakeResult(Image.new("RGB", (width, height), _colour(seed)), seed, metadata)
+    def _result(self, request: GenerationRequest) -> GenerationResult:
+        image = Image.new("RGB", (request.width, request.height), _colour(request.seed))
+        return GenerationResult(image=image, latents=None, request=request)
 
-    def auto_max_batch(self, width, height):
+    def auto_max_batch(self, width: int, height: int) -> int:
         return self.max_batch
 
-    def warmup(self, width=1024, height=1024, batch=1, force=False):
+    def warmup(self, width: int = 1024, height: int = 1024, batch: int = 1, force: bool = False) -> float:
         self.warmups.append((width, height))
         return 0.0
+
+
+def _request(prompt: str | GenerationRequest, **options: Any) -> GenerationRequest:
+    """What the real engine does with its two calling styles: a request, or a prompt and options."""
+    if not isinstance(prompt, GenerationRequest):
+        return GenerationRequest(prompt, **options)
+    given = [k for k, v in options.items() if v is not None and v != {"width": 1024, "height": 1024}.get(k)]
+    if given:
+        raise InputError(f"pass {', '.join(given)} inside the request, not beside it")
+    return prompt
 
 
 def fake_loader(pipe: FakePipeline | Callable[[], Any], loads: list | None = None):

@@ -53,21 +53,20 @@ def seed_history(window, prompts: list[str]):
     from PIL import Image
 
     from app.imaging import thumbnail_png
-    from app.params import GenerationParams
+    from app.params import GenerationParams, ModelChoice
     from mlx_flux.metadata import save_png
+    from mlx_flux.request import GenerationRequest
 
     entries = []
     for i, prompt in enumerate(prompts):
-        params = GenerationParams(prompt, window.controls.current_model(), 64, 64, 4, None, 1000 + i)
-        meta = dict(prompt=prompt, seed=1000 + i, steps=4, guidance=None, width=64, height=64,
-                    model="schnell", version="test")
+        request = GenerationRequest(prompt, 64, 64, steps=4, guidance=None, seed=1000 + i, model="schnell")
+        params = GenerationParams(ModelChoice(window.controls.current_model()), request)
         image = Image.new("RGB", (64, 64), (40 * i % 256, 120, 200))
         path = window.data_dir.images / "seeded" / f"{i}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_png(image, path, meta)
-        entries.append(window.history.add(params, path, model_name="schnell", variant="schnell",
-                                          created_at=1_700_000_000.0 + i, thumbnail=thumbnail_png(image),
-                                          metadata=meta))
+        save_png(image, path, request.to_metadata())
+        entries.append(window.history.add(params, path, variant="schnell", created_at=1_700_000_000.0 + i,
+                                          thumbnail=thumbnail_png(image)))
     window.refresh_history()
     return entries
 
@@ -177,7 +176,7 @@ def test_generate_shows_previews_saves_png_and_grows_history(qtbot, window, data
     assert window.historyModel.rowCount() == 1
     entry = window.historyModel.entry(0)
     assert entry.prompt == "a lighthouse at dusk" and entry.params.steps == 4 and entry.seed == result.params.seed
-    assert entry.params.model == str(Path(window.controls.current_model()))
+    assert entry.params.choice.source == str(Path(window.controls.current_model()))
     assert window.history.thumbnail(entry.id).startswith(b"\x89PNG") and entry.image_path.is_file()
     assert entry.image_path.is_relative_to(data_dir / "images")
     meta = read_metadata(entry.image_path)

@@ -14,6 +14,7 @@ import app.worker as worker_module
 from app.jobs import JobQueue
 from app.params import GenerationParams
 from app.worker import ModelChoice
+from mlx_flux.request import GenerationRequest
 from test_app_support import TIMEOUT, FakePipeline, fake_loader
 
 
@@ -41,10 +42,10 @@ def fake(monkeypatch):
     return pipe
 
 
-def params(**kw) -> GenerationParams:
-    base = dict(prompt="a red fox", model="fake", width=64, height=48, steps=3, seed=7)
+def params(model: str = "fake", quantize: int | None = None, **kw) -> GenerationParams:
+    base = dict(prompt="a red fox", width=64, height=48, steps=3, seed=7)
     base.update(kw)
-    return GenerationParams(**base)
+    return GenerationParams(ModelChoice(model, quantize), GenerationRequest(**base))
 
 
 def test_job_reports_progress_previews_and_result(qtbot, queue, fake, tmp_path):

@@ -1,0 +1,170 @@
+"""What the window does with its history: list and search it, show and restore an entry when it
+is selected, re-run it, copy its prompt, delete it (its image goes to the Trash).
+
+`HistoryController` is owned by the main window: it works on the window's history panel and
+store, its shown image and (through the restore controller) its controls.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex
+from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtWidgets import QMessageBox
+
+from typing import TYPE_CHECKING
+
+from app.history import HistoryEntry, HistoryError
+from app.historyview import EntryRole
+from app.imagepanel import Shown
+from app.worker import Job
+
+if TYPE_CHECKING:
+    from app.window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class HistoryController:
+    """The history list's behaviour: the window supplies the store, the panel and the shown image."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.history = window.history
+        self.panel = window.historyPanel
+        self.model = self.panel.historyModel
+        self.list = self.panel.historyList
+        p = self.panel
+        p.historySearch.textChanged.connect(lambda _: self.refresh_history())
+        self.list.selectionModel().currentChanged.connect(self._on_history_current)
+        # A click restores even the entry that is already current (e.g. the image just made).
+        self.list.clicked.connect(self._on_history_clicked)
+        self.list.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
+        p.rerunButton.clicked.connect(self.rerun_selected)
+        p.copyPromptButton.clicked.connect(self.copy_selected_prompt)
+        p.deleteButton.clicked.connect(self.delete_selected)
+
+    def _select_quietly(self, index, flag) -> None:
+        view = self.window.view
+        view.selecting_quietly = True
+        try:
+            self.list.selectionModel().setCurrentIndex(index, flag)
+        finally:
+            view.selecting_quietly = False
+
+    def refresh_history(self, select_id: int | None = None) -> None:
+        current = self.selected_entry()
+        search = self.panel.historySearch.text()
+        try:
+            entries = self.history.search(search)
+        except HistoryError as exc:
+            self.window.show_message(str(exc))
+            entries = []
+        self.model.set_entries(entries)
+        self.panel.show_count(len(entries), len(self.history), bool(search.strip()))
+        keep = select_id if select_id is not None else (current.id if current else None)
+        row = self.model.row_of(keep) if keep is not None else -1
+        if row >= 0:
+            self._select_quietly(self.model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.list.scrollTo(self.model.index(row))
+        self.update_actions()
+
+    def selected_entry(self) -> HistoryEntry | None:
+        index = self.list.currentIndex()
+        return index.data(EntryRole) if index.isValid() and self.list.selectionModel().isSelected(index) else None
+
+    def update_actions(self) -> None:
+        has = self.selected_entry() is not None
+        w, p = self.window, self.panel
+        for widget in (p.rerunButton, p.copyPromptButton, p.deleteButton, w.rerunAction,
+                       w.copyPromptAction, w.deleteAction):
+            widget.setEnabled(has)
+
+    def _on_history_current(self, current: QModelIndex, previous: QModelIndex) -> None:
+        self.update_actions()
+        entry = current.data(EntryRole) if current.isValid() else None
+        if entry is not None and not self.window.view.selecting_quietly:
+            self.restore_entry(entry)
+
+    def _on_history_clicked(self, index: QModelIndex) -> None:
+        entry = index.data(EntryRole)
+        if entry is not None:  # restoring twice (current change + click) is harmless
+            self.restore_entry(entry)
+
+    def restore_entry(self, entry: HistoryEntry) -> None:
+        """Show the entry's image and put all its settings back in the controls."""
+        w = self.window
+        image = QImage(str(entry.image_path))
+        if image.isNull():
+            w.show_message(f"The image file of this entry is missing: {entry.image_path}", "warning")
+        w.show_image(Shown(image, entry.params, entry.image_path if not image.isNull() else None, entry.id))
+        w.set_pinned(not image.isNull())
+        w.restorer.restore_params(entry.params)
+
+    def rerun_selected(self) -> list[Job]:
+        entry = self.selected_entry()
+        if entry is None:
+            return []
+        self.window.restorer.restore_params(entry.params)
+        return self.window.submit([entry.params])
+
+    def copy_selected_prompt(self) -> None:
+        entry = self.selected_entry()
+        if entry is not None:
+            QGuiApplication.clipboard().setText(entry.prompt)
+            self.window.statusBar().showMessage("Prompt copied", 3000)
+
+    def delete_selected(self) -> None:
+        """Ask, then delete the selected entry and move its image to the Trash."""
+        entry = self.selected_entry()
+        if entry is None:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image",
+                          "Delete this image from the history?", parent=self.window)
+        box.setObjectName("confirmDeleteBox")
+        box.setInformativeText(f"“{entry.prompt[:80]}”, seed {entry.seed}.\n"
+                               "Its image file is moved to the Trash. Other images are not affected.")
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        delete.setObjectName("confirmDeleteButton")
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is delete:
+            self.delete_entry(entry)
+
+    def delete_entry(self, entry: HistoryEntry) -> None:
+        w = self.window
+        row = self.model.row_of(entry.id)
+        try:
+            self.history.delete(entry.id)
+        except HistoryError as exc:
+            w.show_message(str(exc))
+            return
+        _trash(entry.image_path)
+        if w.shown is not None and w.shown.entry_id == entry.id:
+            w.shown = None
+            w.set_pinned(False)  # nothing left to look at: back to the live previews
+            w.clear_image()
+        self.list.selectionModel().clearSelection()
+        self.refresh_history()
+        # Keep the keyboard in the list: move to the neighbour of the deleted row.
+        if self.model.rowCount():
+            neighbour = self.model.index(min(row, self.model.rowCount() - 1))
+            self._select_quietly(neighbour, QItemSelectionModel.SelectionFlag.Current)
+        self.update_actions()
+
+
+def _trash(path: Path) -> None:
+    """Move an image to the Trash (recoverable); delete it if there is no Trash."""
+    from PySide6.QtCore import QFile
+
+    if not path.exists():
+        return
+    try:
+        moved = QFile.moveToTrash(str(path))
+        if not (moved[0] if isinstance(moved, tuple) else moved):  # the return type varies by binding
+            path.unlink()
+    except OSError:
+        log.exception("could not remove %s", path)
