@@ -32,7 +32,7 @@ import mlx.core as mx
 
 from .errors import FluxError
 from .transformer import _DOUBLE, _FUSION_ORDER, _SINGLE, _TOP
-from .weights import WeightError, read_header
+from .weights import read_header
 
 
 class LoraError(FluxError, ValueError):
@@ -73,7 +73,7 @@ class LoraFile:
     format: str  # see the module docstring
     updates: tuple[LoraUpdate, ...]
     metadata: dict[str, str]  # the safetensors header's __metadata__
-    _digest: dict = field(default_factory=dict, repr=False, compare=False)
+    _digest: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def fingerprint(self) -> str:
         """Short content hash of the file: the first 12 hex digits of its sha256 (streamed)."""
@@ -327,9 +327,7 @@ def _load(path: Path) -> tuple[dict[str, mx.array], dict[str, str]]:
     try:
         read_header(path)  # catches truncated downloads before mx.load would
         tensors, metadata = mx.load(str(path), return_metadata=True)
-    except WeightError as e:
-        raise LoraError(f"{path.name}: not a readable safetensors LoRA ({e})") from e
-    except Exception as e:  # mlx raises RuntimeError/ValueError with C++ text
+    except Exception as e:  # WeightError, or mlx's RuntimeError/ValueError with C++ text
         raise LoraError(f"{path.name}: not a readable safetensors LoRA ({e})") from e
     return tensors, dict(metadata or {})
 
