@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="free the text encoders after encoding, decode in tiles (default: when memory is short)")
     g.add_argument("--output", "-o", default="flux-{seed}.png", help="output PNG; may contain {seed}")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _lora_flag(g)
     g.add_argument("--split-model", action="store_true",
                    help="under mlx.launch: split the transformer's blocks across ranks")
     g.add_argument("--quiet", action="store_true", help="no progress output")
@@ -64,7 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--bits", type=int, choices=[4, 8], required=True)
     q.add_argument("--output", required=True, help="folder to create")
     q.add_argument("--base", help="with a single file: folder or repo id with text encoders and VAE")
+    _lora_flag(q, "bake into the quantized model (recorded in its manifest)")
     return parser
+
+
+def _lora_flag(parser: argparse.ArgumentParser, what: str = "apply") -> None:
+    parser.add_argument("--lora", nargs="+", action="append", metavar=("PATH", "SCALE"), default=[],
+                        help=f"a LoRA to {what}: a .safetensors file or a hub reference (owner/repo or "
+                             "owner/repo:file.safetensors), with an optional scale (default 1.0, may be "
+                             "negative); repeatable")
+
+
+def _loras(args) -> list[tuple[str, float]]:
+    """--lora PATH [SCALE] ... as (source, scale) pairs."""
+    pairs = []
+    for values in args.lora:
+        if len(values) > 2:
+            raise UsageError(f"--lora takes a path and at most one scale, not {' '.join(values)!r}")
+        source, scale = values[0], values[1] if len(values) == 2 else "1.0"
+        try:
+            value = float(scale)
+        except ValueError:
+            raise UsageError(f"--lora {source}: the scale must be a number, not {scale!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UsageError(f"--lora {source}: the scale must be a finite number, not {scale!r}")
+        pairs.append((source, value))
+    return pairs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,6 +174,7 @@ def _request(args, seeds: list[int]):
 def cmd_generate(args) -> int:
     seeds = _seed_list(args)
     request = _request(args, seeds)
+    loras = _loras(args)
     distributed = args.split_model or _distributed_world() > 1
     if distributed and _distributed_rank() != 0:
         # Only rank 0 writes images: another machine's ranks need not have the output folder.
@@ -158,7 +185,7 @@ def cmd_generate(args) -> int:
     if distributed:
         from .distributed import run_generate_distributed
 
-        return run_generate_distributed(args, request, seeds, paths)
+        return run_generate_distributed(args, request, seeds, paths, loras)
 
     from .metadata import save_png
     from .pipeline import FluxPipeline
@@ -167,7 +194,8 @@ def cmd_generate(args) -> int:
     try:
         t0 = time.perf_counter()
         pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
-                                            progress=status.loading, low_memory=args.low_memory or None)
+                                            progress=status.loading, low_memory=args.low_memory or None,
+                                            loras=loras)
         status.done_loading(time.perf_counter() - t0)
         if len(seeds) == 1:
             results = [pipe.generate(request.with_(seed=seeds[0]), callback=status.step)]
@@ -227,7 +255,8 @@ def cmd_quantize(args) -> int:
 
     status = StatusLine(quiet=False)  # quantizing the real model takes minutes: say what is happening
     try:
-        out = quantize_to_folder(args.model, args.bits, Path(args.output), base=args.base, progress=status.loading)
+        out = quantize_to_folder(args.model, args.bits, Path(args.output), base=args.base, progress=status.loading,
+                                 loras=_loras(args))
     finally:
         status.clear()
     print(out)

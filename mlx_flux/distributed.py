@@ -283,7 +283,8 @@ def load_split_transformer(files, rank: int, size: int, dtype, quantize: int | N
 
 # --- the command line -------------------------------------------------------------------------
 
-def run_generate_distributed(args, request: GenerationRequest, seeds: list[int], paths: list[Path]) -> int:
+def run_generate_distributed(args, request: GenerationRequest, seeds: list[int], paths: list[Path],
+                             loras: Sequence[tuple[str, float]] = ()) -> int:
     """`mlx-flux generate` under mlx.launch (or with --split-model): see the module docstring."""
     from .metadata import save_png
 
@@ -293,9 +294,9 @@ def run_generate_distributed(args, request: GenerationRequest, seeds: list[int],
     status = StatusLine(args.quiet or rank != 0)
     try:
         if args.split_model:
-            images, results = _split_model(args, request, seeds, group, status)
+            images, results = _split_model(args, request, seeds, group, status, loras)
         else:
-            images, results = _data_parallel(args, request, seeds, group, status)
+            images, results = _data_parallel(args, request, seeds, group, status, loras)
     finally:
         status.clear()
     if rank != 0:
@@ -311,14 +312,14 @@ def run_generate_distributed(args, request: GenerationRequest, seeds: list[int],
     return 0
 
 
-def _data_parallel(args, request, seeds, group, status):
+def _data_parallel(args, request, seeds, group, status, loras):
     import time
 
     from .pipeline import FluxPipeline
 
     t0 = time.perf_counter()
     pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
-                                        progress=status.loading, low_memory=args.low_memory or None)
+                                        progress=status.loading, low_memory=args.low_memory or None, loras=loras)
     status.done_loading(time.perf_counter() - t0)
     return generate_data_parallel(pipe, request, seeds, group, callback=status.step)
 
@@ -334,7 +335,7 @@ def _low_memory_with(model, files, dtype, quantize) -> bool:
     return memory.plan(sizes).low_memory
 
 
-def _split_model(args, request, seeds, group, status):
+def _split_model(args, request, seeds, group, status, loras):
     import time
 
     from .autoencoder import load_autoencoder
@@ -349,6 +350,14 @@ def _split_model(args, request, seeds, group, status):
     status.loading(f"Loading transformer blocks (rank {rank} of {size})", None)
     model = load_split_transformer(files, rank, size, dtype, args.quantize)
     if rank != 0:
+        if loras:  # this rank's blocks' share of each LoRA, in the slice's own numbering
+            from . import hub
+            from .lora import ActiveLora, apply_loras
+            from .lora_formats import read_lora
+
+            double, single = partition(full_config(files), size)[rank]
+            apply_loras(model, [ActiveLora(read_lora(hub.resolve_file(p)), s) for p, s in loras], "transformer",
+                        blocks={"double_blocks": double.start, "single_blocks": single.start})
         serve_blocks(model, group)
         return [], []
     head = SplitHead(model, group)
@@ -357,6 +366,7 @@ def _split_model(args, request, seeds, group, status):
     pipe = FluxPipeline(files, head, load_autoencoder(files.vae, dtype=dtype), dtype,
                         low_memory=low_memory, quantize=args.quantize)
     pipe.compile = False  # the step sends and receives: nothing to trace
+    pipe.set_loras(loras)  # rank 0's blocks and CLIP
     if not low_memory:
         status.loading("Loading text encoders", None)
         pipe._text_encoders()

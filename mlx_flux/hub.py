@@ -64,8 +64,40 @@ def resolve(model: str | os.PathLike, patterns: Iterable[str] = FULL_PATTERNS,
     return download(text, patterns, progress)
 
 
-def download(repo_id: str, patterns: Iterable[str] = FULL_PATTERNS, progress: Progress | None = None) -> Path:
-    """Fetch `repo_id` (only `patterns`) into the HF cache, resuming partial downloads."""
+def resolve_file(source: str | os.PathLike, suffix: str = ".safetensors") -> Path:
+    """A local file, or one file of a hub repository fetched into the HF cache (e.g. a LoRA).
+
+    `owner/repo:name.safetensors` names the file; `owner/repo` means the repository's one
+    `suffix` file (several are refused with their names). The cache is used first (offline too).
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.exists():
+        raise ModelNotFoundError(f"not a file: {text}")
+    repo, _, name = text.partition(":")
+    if not is_repo_id(repo):
+        raise ModelNotFoundError(f"no such file: {text}")
+    folder = download(repo, [name or f"*{suffix}"], complete=lambda f: (f / name).is_file() if name
+                      else any(f.glob(f"*{suffix}")))
+    if name:
+        if not (folder / name).is_file():
+            raise ModelNotFoundError(f"{repo} has no file {name}")
+        return folder / name
+    found = sorted(folder.glob(f"*{suffix}"))
+    if len(found) != 1:
+        listed = ", ".join(f.name for f in found) or f"no {suffix} file"
+        raise ModelNotFoundError(f"{repo} holds {listed}: name one as {repo}:FILE")
+    return found[0]
+
+
+def download(repo_id: str, patterns: Iterable[str] = FULL_PATTERNS, progress: Progress | None = None,
+             complete: Callable[[Path], bool] | None = None) -> Path:
+    """Fetch `repo_id` (only `patterns`) into the HF cache, resuming partial downloads.
+
+    `complete` says whether a cached copy has all that is needed (default: every model
+    component the patterns ask for has its weights)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub import constants
     from huggingface_hub.errors import (GatedRepoError as HubGated, LocalEntryNotFoundError,
@@ -74,7 +106,7 @@ def download(repo_id: str, patterns: Iterable[str] = FULL_PATTERNS, progress: Pr
     patterns = list(patterns)
     try:  # a complete copy in the cache needs no network at all
         local = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-        if _complete(local, patterns):
+        if (complete or (lambda folder: _complete(folder, patterns)))(local):
             return local
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         pass

@@ -166,3 +166,37 @@ def _set(model: nn.Module, path: str, module: nn.Module) -> None:
         owner[int(last)] = module
     else:
         setattr(owner, last, module)
+
+
+def merge_adapter(loras: Sequence[ActiveLora], component: str):
+    """A loader adapter (`loader.Adapter`) that adds `loras`' updates into the weights themselves.
+
+    For baking LoRAs into a model that is then quantized (`mlx-flux quantize --lora`): there a
+    side path would have to stay in full precision beside every quantized layer. The sum is
+    taken in float32 and cast back to the weight's dtype.
+    """
+
+    def adapt(model: nn.Module, weights: dict[str, mx.array]) -> dict[str, mx.array]:
+        weights = dict(weights)
+        for active in loras:
+            for update in active.file.updates:
+                if update.component != component:
+                    continue
+                key = f"{update.target}.weight"
+                if key not in weights:
+                    raise LoraError(f"{active.file.path.name}: {active.file.format} LoRA updates {update.target}, "
+                                    "which this model does not have")
+                w = weights[key]
+                delta = update.delta(active.scale)
+                if delta.shape[1] < w.shape[1] and _zero_pad_ok(update, w.shape[1]):
+                    delta = mx.pad(delta, [(0, 0), (0, w.shape[1] - delta.shape[1])])
+                stop = update.row_offset + delta.shape[0]
+                if delta.shape[1] != w.shape[1] or stop > w.shape[0]:
+                    raise LoraError(f"{active.file.path.name}: {active.file.format} LoRA for {update.target} has "
+                                    f"shape {tuple(delta.shape)}, the model's layer {tuple(w.shape)}")
+                merged = w.astype(mx.float32)
+                merged[update.row_offset : stop] = merged[update.row_offset : stop] + delta
+                weights[key] = merged.astype(w.dtype)
+        return weights
+
+    return adapt

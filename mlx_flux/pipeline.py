@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -28,8 +29,10 @@ from .clip import load_clip
 from .engine import GenerationResult, StepCallback, StepEvent
 from .loader import load_component
 from .loading import ModelFiles, find_files
+from .lora import ActiveLora, apply_loras
+from .lora_formats import LoraError, read_lora
 from .preview import LatentPreviewer
-from .request import GenerationRequest, InputError
+from .request import GenerationRequest, InputError, LoraRef
 from .t5 import SPEC as T5_SPEC
 from .tokenizers import CLIPTokenizer, T5Tokenizer
 from .transformer import FluxConfig, load_transformer
@@ -65,6 +68,7 @@ class FluxPipeline:
         self._clip = None
         self._t5 = None
         self._prompts: OrderedDict[str, PromptEmbedding] = OrderedDict()
+        self._loras: tuple[ActiveLora, ...] = ()
         self._previewer = LatentPreviewer(vae)
         # mx.compile fuses the elementwise work between matmuls: a gain on a GPU; on the CPU
         # it measured no faster and its first trace costs ~20 s of C++ compilation.
@@ -75,14 +79,16 @@ class FluxPipeline:
     @classmethod
     def from_pretrained(cls, model: str | Path, base: str | Path | None = None, dtype: str | None = None,
                         quantize: int | None = None, progress: hub.Progress | None = None,
-                        low_memory: bool | None = None) -> "FluxPipeline":
+                        low_memory: bool | None = None,
+                        loras: Sequence[tuple[str | Path, float]] = ()) -> "FluxPipeline":
         """Load a model folder, a BFL single file (+ `base`), or a hub repo id.
 
         dtype None picks the device's best (bfloat16 on a GPU, float32 on the CPU).
         quantize 4 or 8 quantizes the transformer and T5 weights. low_memory releases the
         text encoders after each encoding, decodes in tiles and, on the CPU, keeps MLX's small
         buffer cache (see `memory.configure_cache`); None decides from the machine's memory
-        and the model's size (see `memory.plan`).
+        and the model's size (see `memory.plan`). loras: (path or hub reference, scale) pairs,
+        applied as `set_loras` would.
         """
         if quantize not in (None, 4, 8):
             raise InputError(f"quantize must be 4 or 8 bits, not {quantize}")
@@ -101,6 +107,10 @@ class FluxPipeline:
         if low_memory is None:
             low_memory = memory.plan(memory.component_bytes(files, dt, quantize)).low_memory
         pipe = cls(files, transformer, vae, dt, low_memory=low_memory, quantize=quantize)
+        if loras:
+            if progress:
+                progress("Applying LoRAs", None)
+            pipe.set_loras(loras)
         if not low_memory:  # load eagerly so the first generation is not slower than the next
             if progress:
                 progress("Loading text encoders", None)
@@ -112,6 +122,7 @@ class FluxPipeline:
     def _text_encoders(self):
         if self._clip is None:
             self._clip = load_clip(self.files.text_encoder, dtype=self.dtype)
+            apply_loras(self._clip, self._loras, "text_encoder")
         if self._t5 is None:
             # load_t5's stages, quantized on load like the transformer (or as stored in our folder)
             self._t5 = load_component(T5_SPEC, self.files.text_encoder_2, self.dtype,
@@ -123,6 +134,37 @@ class FluxPipeline:
         self._clip = self._t5 = None
         gc.collect()
         mx.clear_cache()
+
+    # --- LoRAs -------------------------------------------------------------------------------
+
+    def set_loras(self, loras: Sequence[tuple[str | Path, float]]) -> None:
+        """Make `loras` ((path or hub reference, scale) pairs) the active set; [] removes all.
+
+        The base weights are not reloaded: LoRAs are side paths on the layers they cover
+        (`lora.apply_loras`). Every file is read and checked before anything changes, so a
+        file that fails leaves the previous set active. A hub reference is `owner/repo` (its
+        one .safetensors file) or `owner/repo:file.safetensors`, resolved through the Hugging
+        Face cache as models are. Cached prompt embeddings made with other CLIP LoRAs are dropped.
+        """
+        active = tuple(ActiveLora(read_lora(hub.resolve_file(source)), _scale(scale)) for source, scale in loras)
+        transformer, blocks = _lora_target(self.transformer)
+        try:
+            apply_loras(transformer, active, "transformer", blocks)
+            if self._clip is not None:
+                apply_loras(self._clip, active, "text_encoder")
+        except LoraError:
+            apply_loras(transformer, self._loras, "transformer", blocks)  # back to the set that worked
+            if self._clip is not None:
+                apply_loras(self._clip, self._loras, "text_encoder")
+            raise
+        if _clip_part(active) != _clip_part(self._loras):
+            self._prompts.clear()  # embeddings of the text encoder the old set changed
+        self._loras = active
+
+    @property
+    def loras(self) -> tuple[LoraRef, ...]:
+        """The active LoRAs as a request records them (file name, content hash, scale)."""
+        return tuple(LoraRef(a.file.path.name, a.file.fingerprint(), a.scale) for a in self._loras)
 
     # --- prompt ----------------------------------------------------------------------------
 
@@ -160,7 +202,7 @@ class FluxPipeline:
             guidance=(self.default_guidance if request.guidance is None else float(request.guidance)) if guided
             else None,
             seed=secrets.randbelow(2**32) if request.seed is None else int(request.seed),
-            model=self.model_name, quantize=self.quantize,
+            model=self.model_name, quantize=self.quantize, loras=self.loras,
         )
 
     def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
@@ -349,6 +391,30 @@ class FluxPipeline:
             return self._previewer(sampler.unpack(x0[:1], height, width)[0])
 
         return preview
+
+
+def _scale(value: float) -> float:
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"a LoRA scale must be a number, not {value!r}") from None
+    if not math.isfinite(scale):
+        raise InputError(f"a LoRA scale must be a finite number, not {value!r}")
+    return scale
+
+
+def _clip_part(loras: Sequence[ActiveLora]) -> list[tuple[str, float]]:
+    """What of a LoRA set changes the text encoder (and so the prompt embeddings)."""
+    return [(str(a.file.path), a.scale) for a in loras if any(u.component == "text_encoder" for u in a.file.updates)]
+
+
+def _lora_target(transformer) -> tuple[object, dict[str, int] | None]:
+    """The Flux module LoRAs go on, and its first block indices when it holds a slice
+    (`--split-model`'s rank 0 holds the first blocks of each list)."""
+    model = getattr(transformer, "model", transformer)
+    if model is transformer:
+        return model, None
+    return model, {"double_blocks": 0, "single_blocks": 0}
 
 
 def _request(prompt: str | GenerationRequest, **options) -> GenerationRequest:

@@ -13,14 +13,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from . import __version__, variants
+from . import __version__, hub, variants
+from .clip import SPEC as CLIP_SPEC
 from .loader import load_component
+from .lora import ActiveLora, merge_adapter
+from .lora_formats import read_lora
 from .loading import find_files
 from .quantize import GROUP_SIZES, MODE, check_bits, plan_of
 from .quantized_io import FORMAT, FORMAT_VERSION, MANIFEST, FormatError
@@ -31,14 +34,16 @@ from .weights import default_dtype, parse_dtype, shard_files
 WEIGHTS = "model.safetensors"
 
 def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: str | os.PathLike | None = None,
-                       dtype: str | mx.Dtype | None = "bfloat16", progress=None) -> Path:
+                       dtype: str | mx.Dtype | None = "bfloat16", progress=None,
+                       loras: Sequence[tuple[str | os.PathLike, float]] = ()) -> Path:
     """Write a quantized copy of `model` (folder, single file + base, or repo id) to `output`.
 
     Refuses an `output` that exists and is not empty (never overwrite the user's files).
     Work happens in a hidden sibling folder that is renamed into place at the end, so an
     interrupted run leaves no half-written model behind. `dtype` is the precision of the
-    scales and of the layers kept unquantized (bfloat16, FLUX's own, by default).
-    Returns `output`.
+    scales and of the layers kept unquantized (bfloat16, FLUX's own, by default). `loras`
+    ((file or hub reference, scale) pairs) are added into the weights before quantizing, and
+    listed in the manifest. Returns `output`.
     """
     try:
         check_bits(bits)
@@ -53,12 +58,14 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
     files = find_files(model, base, progress)
     if files.quantized is not None:
         raise FormatError(f"{model} is already quantized; quantize the original model")
+    active = [ActiveLora(read_lora(hub.resolve_file(source)), float(scale)) for source, scale in loras]
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
         components = {}
         _say(progress, "Quantizing transformer")
-        transformer = load_transformer(files.transformer, dtype=dt, config=_diffusers_config(files), quantize=bits)
+        transformer = load_transformer(files.transformer, dtype=dt, config=_diffusers_config(files), quantize=bits,
+                                       adapters=[merge_adapter(active, "transformer")] if active else ())
         components["transformer"] = _save(transformer, tmp, "transformer",
                                            config=_jsonable(dataclasses.asdict(transformer.config)))
         variant = variants.by_guidance(transformer.config.guidance_embed).name
@@ -73,7 +80,10 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
         shutil.copy2(files.text_encoder_2 / "config.json", tmp / "text_encoder_2" / "config.json")
 
         _say(progress, "Copying CLIP, VAE and tokenizers")
-        _copy_weights(files.text_encoder, tmp / "text_encoder")
+        if any(u.component == "text_encoder" for a in active for u in a.file.updates):
+            _save_clip_with(active, files.text_encoder, tmp / "text_encoder", dt)
+        else:
+            _copy_weights(files.text_encoder, tmp / "text_encoder")
         if files.vae.is_file():
             (tmp / "vae").mkdir()
             shutil.copy2(files.vae, tmp / "vae" / "ae.safetensors")
@@ -95,6 +105,8 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
             "dtype": _dtype_name(dt),
             "quantization": {"mode": MODE, "bits": bits, "group_size": GROUP_SIZES[0]},
             "components": components,
+            "loras": [{"name": a.file.path.name, "fingerprint": a.file.fingerprint(), "scale": a.scale,
+                       "format": a.file.format} for a in active],
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last: marks it complete
         if output.exists():
@@ -105,6 +117,14 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
         raise
     _say(progress, "Done")
     return output
+
+
+def _save_clip_with(active: Sequence[ActiveLora], src: Path, dst: Path, dtype: mx.Dtype) -> None:
+    """CLIP with the LoRAs' text-encoder updates added in, saved with its config (our parameter names)."""
+    clip = load_component(CLIP_SPEC, src, dtype, adapters=[merge_adapter(active, "text_encoder")])
+    dst.mkdir()
+    mx.save_safetensors(str(dst / WEIGHTS), dict(tree_flatten(clip.parameters())), metadata={"format": "mlx"})
+    shutil.copy2(src / "config.json", dst / "config.json")
 
 
 def _save(model: nn.Module, root: Path, name: str, config: dict | None = None) -> dict[str, Any]:

@@ -34,6 +34,26 @@ class InputError(FluxError, ValueError):
 
 
 @dataclass(frozen=True)
+class LoraRef:
+    """A LoRA that made an image: its file's name (never a path), content hash and scale."""
+
+    name: str
+    fingerprint: str  # the first 12 hex digits of the file's sha256
+    scale: float
+
+    @classmethod
+    def from_metadata(cls, item: Any) -> LoraRef | None:
+        """One entry of a stored `loras` list, or None when it is not one."""
+        if not isinstance(item, Mapping):
+            return None
+        name, fingerprint, scale = item.get("name"), item.get("fingerprint"), item.get("scale")
+        if not (isinstance(name, str) and isinstance(fingerprint, str) and _is_number(scale)
+                and math.isfinite(scale)):
+            return None
+        return cls(name, fingerprint, float(scale))
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """Everything needed to make (or remake) one image.
 
@@ -50,6 +70,7 @@ class GenerationRequest:
     # Filled in by the engine: what made the image (never a local path).
     model: str | None = None        # the model's display name or repo id
     quantize: int | None = None     # bits of the quantized weights; None: full precision
+    loras: tuple[LoraRef, ...] = ()  # the LoRAs applied (`set_loras`), in order
 
     def with_(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
@@ -75,6 +96,7 @@ class GenerationRequest:
     def to_metadata(self) -> dict[str, Any]:
         """The JSON object stored in a PNG and in the history (see the module docstring)."""
         meta = asdict(self)
+        meta["loras"] = [asdict(lora) for lora in self.loras]
         meta.update(schema=SCHEMA_VERSION, version=__version__)
         return meta
 
@@ -110,6 +132,10 @@ def _field_value(name: str, value: Any) -> Any:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         return value if _is_int(value) and value >= 0 else None
+    if name == "loras":
+        if not isinstance(value, (list, tuple)):
+            return None
+        return tuple(ref for ref in map(LoraRef.from_metadata, value) if ref is not None)
     if name == "guidance":
         if isinstance(value, str):
             try:

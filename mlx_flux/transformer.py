@@ -16,7 +16,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -30,7 +30,7 @@ from .layers import (
     silu,
     timestep_embedding,
 )
-from .loader import ComponentSpec, load_component
+from .loader import Adapter, ComponentSpec, load_component
 from .quantize import blocks as quantize_blocks
 from .weights import WeightError
 
@@ -438,7 +438,8 @@ SPEC = ComponentSpec(
 
 def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
                      config: FluxConfig | Mapping[str, Any] | None = None,
-                     blocks: tuple[range, range] | None = None, quantize: int | None = None) -> Flux:
+                     blocks: tuple[range, range] | None = None, quantize: int | None = None,
+                     adapters: Sequence[Adapter] = ()) -> Flux:
     """Load the flow transformer from a diffusers `transformer/` folder or a BFL single file.
 
     `dtype` None means the device's best (bfloat16 on a GPU, float32 on the CPU). A single
@@ -450,10 +451,11 @@ def load_transformer(path: str | Path, dtype: str | mx.Dtype | None = None,
 
     `quantize` 4 or 8 quantizes each block as it is read (see `quantize.quantize_blockwise`),
     so the full-precision model never exists in memory. The `transformer/` folder of our
-    quantized folder loads as stored. The stages are `loader.load_component`'s.
+    quantized folder loads as stored. `adapters` change the weights before they are loaded
+    (e.g. LoRAs baked in, `lora.merge_adapter`). The stages are `loader.load_component`'s.
     """
     select = None if blocks is None else (lambda model, weights: keep_blocks(model, weights, *blocks))
-    return load_component(SPEC, path, dtype, config=config, quantize=quantize, select=select)
+    return load_component(SPEC, path, dtype, config=config, quantize=quantize, select=select, adapters=adapters)
 
 
 def keep_blocks(model: Flux, weights: Mapping[str, mx.array], double: range,

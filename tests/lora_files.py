@@ -43,6 +43,7 @@ class Dims:
     depth_single: int = 2
     clip_hidden: int = 16
     clip_layers: int = 1
+    clip_mlp: int = 64
 
     @property
     def mlp(self) -> int:
@@ -78,7 +79,7 @@ def clip_targets(d: Dims) -> dict[str, tuple[int, int]]:
     for i in range(d.clip_layers):
         b = f"encoder.layers.{i}"
         t |= {f"{b}.self_attn.{p}_proj": (c, c) for p in ("q", "k", "v", "out")}
-        t |= {f"{b}.mlp.fc1": (4 * c, c), f"{b}.mlp.fc2": (c, 4 * c)}
+        t |= {f"{b}.mlp.fc1": (d.clip_mlp, c), f"{b}.mlp.fc2": (c, d.clip_mlp)}
     return t
 
 
