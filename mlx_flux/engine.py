@@ -10,9 +10,10 @@ Light on purpose: no MLX import, so the GUI can name these types on its own thre
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
-from .request import GenerationRequest
+from .request import GenerationRequest, LoraRef
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,6 +68,7 @@ class Engine(Protocol):
     quantize: int | None             # bits of quantized weights, None for full precision
     default_steps: int
     default_guidance: float | None   # None: the model has no guidance control
+    loras: tuple[LoraRef, ...]       # the active LoRAs (file name, content hash, scale)
 
     def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
@@ -79,6 +81,10 @@ class Engine(Protocol):
                        callback: StepCallback | None = None,
                        max_batch: int | None = None) -> list[GenerationResult]:
         """One image per seed, the prompt encoded once; step events count over the whole batch."""
+        ...
+
+    def set_loras(self, loras: Sequence[tuple[str | Path, float]]) -> None:
+        """Make these (file or hub reference, scale) pairs the active LoRAs; [] removes all."""
         ...
 
     def resolve(self, request: GenerationRequest) -> GenerationRequest:

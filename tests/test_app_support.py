@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 from PIL import Image
 
 from mlx_flux.engine import GenerationResult, StepCallback, StepEvent
-from mlx_flux.request import GenerationRequest, InputError
+from mlx_flux.request import GenerationRequest, InputError, LoraRef
 from mlx_flux.variants import VARIANTS
 
 TIMEOUT = 60_000  # ms: generous, a slow 2-core CI runner must never flake
@@ -40,6 +40,14 @@ class FakePipeline:
     calls: list[dict[str, Any]] = field(default_factory=list)  # one per generate()
     batch_calls: list[dict[str, Any]] = field(default_factory=list)  # one per generate_batch()
     warmups: list[tuple[int, int]] = field(default_factory=list)
+    loras: tuple[LoraRef, ...] = ()
+    lora_calls: list[list[tuple[str, float]]] = field(default_factory=list)  # one per set_loras()
+
+    def set_loras(self, loras: Sequence[tuple[str | Path, float]]) -> None:
+        """Records the set; a LoRA is named by its file and 'hashed' by its name (no file is read)."""
+        pairs = [(str(path), float(scale)) for path, scale in loras]
+        self.lora_calls.append(pairs)
+        self.loras = tuple(LoraRef(Path(p).name, Path(p).name[:12], s) for p, s in pairs)
 
     @property
     def default_steps(self) -> int:
@@ -56,7 +64,7 @@ class FakePipeline:
             guidance=(self.default_guidance if request.guidance is None else float(request.guidance))
             if self.default_guidance is not None else None,
             seed=1234 if request.seed is None else request.seed,
-            model=self.model_name, quantize=self.quantize,
+            model=self.model_name, quantize=self.quantize, loras=self.loras,
         )
 
     def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
