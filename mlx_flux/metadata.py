@@ -21,7 +21,8 @@ from .request import GenerationRequest
 
 JSON_KEY = "mlx-flux"
 TEXT_KEY = "parameters"
-FIELDS = ("prompt", "seed", "steps", "guidance", "width", "height", "model", "quantize", "version", "schema")
+FIELDS = ("prompt", "seed", "steps", "guidance", "width", "height", "model", "quantize", "loras", "version",
+          "schema")
 
 
 def parameters_text(meta: Mapping[str, Any]) -> str:
@@ -32,6 +33,9 @@ def parameters_text(meta: Mapping[str, Any]) -> str:
         fields.append(f"Guidance: {meta['guidance']}")
     if meta.get("quantize"):
         fields.append(f"Quantize: {meta['quantize']}-bit")
+    for lora in meta.get("loras") or []:
+        if isinstance(lora, Mapping):
+            fields.append(f"Lora: {lora.get('name')} ({lora.get('fingerprint')}) {lora.get('scale')}")
     fields.append(f"Version: mlx-flux {meta.get('version')}")
     return f"{meta.get('prompt', '')}\n" + ", ".join(fields)
 
@@ -104,6 +108,9 @@ def parse_parameters(text: str) -> dict[str, Any] | None:
         meta["width"], meta["height"] = int(w), int(h)
     if re.fullmatch(r"\s*\d+-bit\s*", fields.get("Quantize", "")):
         meta["quantize"] = int(fields["Quantize"].strip().removesuffix("-bit"))
+    loras = re.findall(r"Lora: (.+?) \(([0-9a-f]{12})\) (-?[0-9.]+(?:e-?[0-9]+)?)(?=,|$)", last)
+    if loras:
+        meta["loras"] = [{"name": n, "fingerprint": f, "scale": float(v)} for n, f, v in loras]
     if "Version" in fields:
         meta["version"] = fields["Version"].strip().removeprefix("mlx-flux ").strip()
     return meta
@@ -122,4 +129,12 @@ def format_metadata(meta: Mapping[str, Any]) -> str:
     """Human-readable lines for `mlx-flux info`."""
     keys = [k for k in FIELDS if k in meta] + sorted(k for k in meta if k not in FIELDS)
     width = max(len(k) for k in keys) if keys else 0
-    return "\n".join(f"{k.ljust(width)}  {meta[k]}" for k in keys)
+    lines = []
+    for k in keys:
+        value = meta[k]
+        if k == "loras" and isinstance(value, list):
+            refs = [GenerationRequest.from_metadata({"prompt": "", "loras": [item]}).loras for item in value]
+            value = "; ".join(f"{r[0].name} ({r[0].fingerprint}) x {r[0].scale:g}" if r else str(item)
+                              for r, item in zip(refs, value)) or "none"
+        lines.append(f"{k.ljust(width)}  {value}")
+    return "\n".join(lines)

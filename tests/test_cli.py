@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -169,3 +170,79 @@ def test_gated_repo_without_token(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert "gated" in err[0] and "HF_TOKEN" in err[0] and "FLUX.1-dev" in err[0]
+
+
+# --- LoRAs -------------------------------------------------------------------------------------
+
+def _lora(tmp_path, name="style.safetensors", seed=1):
+    import lora_files
+
+    dims = lora_files.Dims(hidden=32, mlp_ratio=4, in_channels=64, context=32, vec=24, depth=2, depth_single=2,
+                           clip_hidden=24, clip_layers=2, clip_mlp=48)
+    desc = lora_files.random_description(dims, seed=seed, clip=False,
+                                         targets=list(lora_files.flux_targets(dims, guidance=False)))
+    return lora_files.write_kohya(tmp_path / name, dims, desc)
+
+
+def test_generate_with_loras_records_them_and_info_shows_them(tiny_schnell, tmp_path):
+    from mlx_flux.metadata import read_request
+
+    style = _lora(tmp_path)
+    other = _lora(tmp_path, "other.safetensors", seed=2)
+    common = ["generate", "--model", tiny_schnell, "--prompt", "a red fox", "--width", 32, "--height", 32,
+              "--steps", 1, "--seed", 3]
+    plain = run(*common, "--output", tmp_path / "plain.png")
+    styled = run(*common, "--lora", style, "--lora", other, "-0.5", "--output", tmp_path / "styled.png")
+    assert plain.returncode == 0 and styled.returncode == 0, styled.stderr
+    request = read_request(tmp_path / "styled.png")
+    assert [(r.name, r.scale) for r in request.loras] == [("style.safetensors", 1.0), ("other.safetensors", -0.5)]
+    assert read_request(tmp_path / "plain.png").loras == ()
+    with Image.open(tmp_path / "plain.png") as a, Image.open(tmp_path / "styled.png") as b:
+        assert a.tobytes() != b.tobytes()
+    info = run("info", tmp_path / "styled.png")
+    assert "style.safetensors (" in info.stdout and "x -0.5" in info.stdout
+    assert str(tmp_path) not in info.stdout  # a name and a hash, never the user's path
+
+
+@pytest.mark.parametrize("lora_args, fragments", [
+    (["{missing}"], ["no such file", "nope.safetensors"]),
+    (["{style}", "strong"], ["--lora", "scale must be a number", "'strong'"]),
+    (["{style}", "nan"], ["scale must be a finite number"]),
+    (["{style}", "1", "2"], ["--lora takes a path and at most one scale"]),
+    (["{sdxl}"], ["SDXL"]),
+])
+def test_bad_loras_are_one_line_errors(tiny_schnell, tmp_path, lora_args, fragments):
+    import lora_files
+    import numpy as np
+
+    names = {"missing": tmp_path / "nope.safetensors", "style": _lora(tmp_path),
+             "sdxl": lora_files.write_raw(tmp_path / "sdxl.safetensors", {
+                 "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": np.zeros((4, 8), np.float32),
+                 "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": np.zeros((8, 4), np.float32)})}
+    out = tmp_path / "never.png"
+    proc = run("generate", "--model", tiny_schnell, "--prompt", "x", "--width", 32, "--height", 32, "--steps", 1,
+               "--output", out, "--lora", *[a.format(**names) for a in lora_args])
+    assert_clean_failure(proc, *fragments)
+    assert not out.exists()
+
+
+def test_quantize_bakes_loras_in_and_lists_them(tiny_schnell, tmp_path):
+    import json
+
+    style = _lora(tmp_path)
+    out = tmp_path / "q8-style"
+    proc = run("quantize", tiny_schnell, "--bits", 8, "--output", out, "--lora", style, 0.7)
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads((out / "mlx-flux.json").read_text())["loras"]
+    assert entry["name"] == "style.safetensors" and entry["scale"] == 0.7 and entry["format"] == "kohya"
+    common = ["--prompt", "a red fox", "--width", 32, "--height", 32, "--steps", 1, "--seed", 3]
+    baked = run("generate", "--model", out, *common, "--output", tmp_path / "baked.png")
+    applied = run("generate", "--model", tiny_schnell, "--quantize", 8, *common, "--lora", style, 0.7,
+                  "--output", tmp_path / "applied.png")
+    plain = run("generate", "--model", tiny_schnell, "--quantize", 8, *common, "--output", tmp_path / "plain.png")
+    assert baked.returncode == applied.returncode == plain.returncode == 0, baked.stderr + applied.stderr
+    with Image.open(tmp_path / "baked.png") as b, Image.open(tmp_path / "applied.png") as a, \
+            Image.open(tmp_path / "plain.png") as p:
+        baked_px, applied_px, plain_px = (np.asarray(im, np.int16) for im in (b, a, p))
+    # merged before quantizing vs a float side path on the quantized base: close, and both away from the base
+    assert np.abs(baked_px - applied_px).mean() < np.abs(baked_px - plain_px).mean() / 3

@@ -91,3 +91,18 @@ def test_check_refuses_what_the_engine_cannot_make(changes, message):
 def test_check_accepts_numpy_integers_and_the_extremes():
     req = GenerationRequest("x", width=np.int64(64), height=16, steps=np.int32(1), seed=2**64 - 1, guidance=0)
     assert req.check() is req
+
+
+def test_loras_round_trip_through_json_and_the_parameters_text(tmp_path):
+    from mlx_flux.metadata import format_metadata, parameters_text, parse_parameters
+    from mlx_flux.request import LoraRef
+
+    req = FULL.with_(loras=(LoraRef("style, v2.safetensors", "abcdef123456", 0.8),
+                            LoraRef("b.safetensors", "0123456789ab", -0.5)))
+    assert read_request(save_png(Image.new("RGB", (4, 4)), tmp_path / "l.png", req.to_metadata())) == req
+    assert GenerationRequest.from_metadata(parse_parameters(parameters_text(req.to_metadata()))) == req
+    assert "style, v2.safetensors (abcdef123456) x 0.8; b.safetensors (0123456789ab) x -0.5" in \
+        format_metadata(req.to_metadata())
+    # entries that are not LoRA references are dropped, the others kept
+    meta = dict(req.to_metadata(), loras=[{"name": "x"}, req.to_metadata()["loras"][1], "junk"])
+    assert GenerationRequest.from_metadata(meta).loras == req.loras[1:]
