@@ -21,6 +21,13 @@ gives it our cache setting too, to separate that gain from the engine's own, and
 the VAE decode in tiles).
 Peaks: MLX's peak of allocated memory, and the process's peak resident set (RSS), which
 also counts cached buffers, the Python runtime and libraries.
+
+`--loras N` applies N random LoRAs (rank `--lora-rank`, every linear layer of the blocks,
+diffusers layout) from the same files to both engines before the steps are timed, and
+reports the time applying them took ("apply": reading the files and setting them up; for us
+`set_loras`' work, for mflux `load_and_apply_lora`). Ours are side paths (`mlx_flux.lora`);
+mflux bakes them into its weights by default (`--mflux-bake`) or, with bake off, runs one
+side path per LoRA.
 """
 
 from __future__ import annotations
@@ -90,9 +97,10 @@ def worker_step_ours(args) -> dict:
 
         quantize_module(model, args.quantize)
     mx.eval(model.parameters())
+    weights = mx.get_active_memory()
+    applied = _apply_loras_ours(args, model, mx)
     img, txt, pooled = _inputs(args, mx)
     mx.eval(img, txt, pooled)
-    weights = mx.get_active_memory()
     mx.reset_peak_memory()
     cond = model.prepare(txt, pooled, sampler.image_ids(args.size, args.size), sampler.text_ids(args.t5_length),
                          guidance=mx.array([3.5]))
@@ -101,7 +109,51 @@ def worker_step_ours(args) -> dict:
     step = model.compiled_step if args.compile else model.step
     with memory.bounded_steps(cfg, 1, img.shape[1] + args.t5_length):  # as FluxPipeline runs its steps
         times = _time_steps(lambda i: step(img, mx.array([sig[i]]), cond), args, mx)
-    return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights}
+    return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights, **applied}
+
+
+def _lora_files(args) -> list[Path]:
+    return sorted(Path(args.lora_dir).glob("*.safetensors"))[: args.loras] if args.loras else []
+
+
+def _apply_loras_ours(args, model, mx) -> dict:
+    """set_loras' work on the transformer: read the files, build and evaluate the side paths."""
+    if not args.loras:
+        return {}
+    from mlx_flux.lora import ActiveLora, apply_loras
+    from mlx_flux.lora_formats import read_lora
+
+    t0 = time.perf_counter()
+    apply_loras(model, [ActiveLora(read_lora(f), 0.8) for f in _lora_files(args)], "transformer")
+    return {"apply_seconds": time.perf_counter() - t0}
+
+
+def _apply_loras_mflux(args, model, mx) -> dict:
+    if not args.loras:
+        return {}
+    from mflux.models.common.lora.mapping.lora_loader import LoRALoader
+    from mflux.models.flux.weights.flux_lora_mapping import FluxLoRAMapping
+
+    t0 = time.perf_counter()
+    files = [str(f) for f in _lora_files(args)]
+    LoRALoader.load_and_apply_lora(FluxLoRAMapping.get_mapping(), model, files, [0.8] * len(files),
+                                   bake_lora=args.mflux_bake)
+    mx.eval(model.parameters())
+    return {"apply_seconds": time.perf_counter() - t0}
+
+
+def make_lora_files(args) -> None:
+    """N random LoRAs on every linear layer of the blocks, at FLUX.1's real width (diffusers layout)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import lora_files
+
+    dims = lora_files.Dims(hidden=3072, mlp_ratio=4, in_channels=64, context=4096, vec=768,
+                           depth=args.double_blocks, depth_single=args.single_blocks)
+    targets = [t for t in lora_files.flux_targets(dims) if t.startswith(("double_blocks.", "single_blocks."))]
+    Path(args.lora_dir).mkdir(parents=True, exist_ok=True)
+    for i in range(args.loras):
+        desc = lora_files.random_description(dims, rank=args.lora_rank, seed=i, clip=False, targets=targets)
+        lora_files.write_diffusers(Path(args.lora_dir) / f"lora{i}.safetensors", dims, desc, alpha="fold")
 
 
 def _mflux_cache(args) -> None:
@@ -131,10 +183,11 @@ def worker_step_mflux(args) -> dict:
         nn.quantize(model, bits=args.quantize, class_predicate=lambda _, m: hasattr(m, "to_quantized")
                     and m.weight.shape[1] % 64 == 0)
     mx.eval(model.parameters())
+    weights = mx.get_active_memory()
+    applied = _apply_loras_mflux(args, model, mx)
     img, txt, pooled = _inputs(args, mx)
     img, txt, pooled = img.astype(dtype), txt.astype(dtype), pooled.astype(dtype)
     mx.eval(img, txt, pooled)
-    weights = mx.get_active_memory()
     mx.reset_peak_memory()
     steps = args.warmup + args.repeat
     config = Config(model_config=model_config, num_inference_steps=steps, height=args.size, width=args.size,
@@ -144,7 +197,7 @@ def worker_step_mflux(args) -> dict:
         return model(t=i, config=config, hidden_states=img, prompt_embeds=txt, pooled_prompt_embeds=pooled)
 
     times = _time_steps(run, args, mx)
-    return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights}
+    return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights, **applied}
 
 
 def worker_vae_ours(args) -> dict:
@@ -209,7 +262,8 @@ def _fmt(r: dict) -> str:
     best, mean = min(r["seconds"]), sum(r["seconds"]) / len(r["seconds"])
     return (f"best {best:7.3f} s  mean {mean:7.3f} s  peak {r['peak'] / GB:6.2f} GB "
             f"(weights {r['weights'] / GB:5.2f} GB, above weights {(r['peak'] - r['weights']) / GB:5.2f} GB), "
-            f"RSS peak {r['rss'] / GB:5.2f} GB")
+            f"RSS peak {r['rss'] / GB:5.2f} GB"
+            + (f", LoRAs applied in {r['apply_seconds']:.2f} s" if "apply_seconds" in r else ""))
 
 
 def _merge(runs: list[dict]) -> dict:
@@ -238,6 +292,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="alternate the engines this many times")
     p.add_argument("--only", choices=["step", "vae"], help="run one of the two comparisons")
     p.add_argument("--vae-size", type=int, help="image side for the VAE decode (default: --size)")
+    p.add_argument("--loras", type=int, default=0, help="apply this many random LoRAs to both transformers")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--mflux-bake", action=argparse.BooleanOptionalAction, default=True,
+                   help="mflux bakes LoRAs into its weights (its default) or keeps side paths (--no-mflux-bake)")
+    p.add_argument("--lora-dir", help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help="write the raw results here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -257,13 +316,21 @@ def main() -> None:
         argv = [a for j, a in enumerate(sys.argv[1:], 1) if i is None or j not in (i, i + 1)]
     import mlx.core as mx
 
+    if args.loras:
+        import tempfile
+
+        args.lora_dir = tempfile.mkdtemp(prefix="loras-")
+        make_lora_files(args)
+        argv += ["--lora-dir", args.lora_dir]
     print(f"mlx {mx.__version__} on {mx.default_device()}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '-')}, load average {os.getloadavg()[0]:.1f}")
     print(f"shapes: {args.size}x{args.size} ({(args.size // 16) ** 2} image tokens), T5 {args.t5_length}, "
           f"{args.double_blocks} double + {args.single_blocks} single blocks at 3072 hidden, {args.dtype}"
           + (f", {args.quantize}-bit" if args.quantize else "") + (", compiled" if args.compile else "")
           + (", mflux with our cache setting" if args.mflux_cache else "")
-          + (", ours as in low-memory mode" if args.low_memory else ""))
+          + (", ours as in low-memory mode" if args.low_memory else "")
+          + (f", {args.loras} LoRA(s) of rank {args.lora_rank} (mflux {'baked' if args.mflux_bake else 'side paths'})"
+             if args.loras else ""))
     results: dict[str, dict] = {}
     for what in ("step", "vae"):
         if args.only and args.only != what:
