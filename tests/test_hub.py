@@ -138,3 +138,29 @@ def test_progress_reaches_the_callback(hf_cache, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     hub.resolve("acme/new", progress=lambda msg, frac: seen.append((msg, frac)))
     assert seen == [("Downloading acme/new", 0.25), ("Downloading acme/new", 1.0)]
+
+
+def test_files_of_a_repo_resolve_from_the_cache(hf_cache, tmp_path):
+    """LoRAs named `owner/repo` (its one .safetensors) or `owner/repo:file.safetensors`."""
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "style.safetensors").write_bytes(b"x")
+    (one / "README.md").write_text("a LoRA")
+    snap = put_in_cache(hf_cache, "acme/style-lora", one)
+    assert hub.resolve_file("acme/style-lora") == snap / "style.safetensors"
+    assert hub.resolve_file("acme/style-lora:style.safetensors") == snap / "style.safetensors"
+    local = tmp_path / "mine.safetensors"
+    local.write_bytes(b"y")
+    assert hub.resolve_file(str(local)) == local
+
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.safetensors", "b.safetensors"):
+        (two / name).write_bytes(b"z")
+    put_in_cache(hf_cache, "acme/two-loras", two)
+    with pytest.raises(ModelNotFoundError, match="acme/two-loras holds a.safetensors, b.safetensors: name one"):
+        hub.resolve_file("acme/two-loras")
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
+        hub.resolve_file("acme/two-loras:c.safetensors")  # not cached, and offline
+    with pytest.raises(ModelNotFoundError, match="no such file: nothing-here.safetensors"):
+        hub.resolve_file("nothing-here.safetensors")
