@@ -99,6 +99,30 @@ def test_split_model_under_mlx_launch_with_a_hostfile(tiny_schnell, single_run, 
     assert_same_images(out, single_run)
 
 
+def test_split_model_with_loras_equals_one_process(tiny_schnell, tmp_path):
+    """Each rank applies its blocks' share of the LoRAs, renumbered to its slice (and rank 0 the
+    CLIP part): the images equal a single process with the same LoRAs, bit for bit."""
+    import lora_files
+
+    dims = lora_files.Dims(hidden=32, mlp_ratio=4, in_channels=64, context=32, vec=24, depth=2, depth_single=2,
+                           clip_hidden=24, clip_layers=2, clip_mlp=48)
+    targets = [*lora_files.flux_targets(dims, guidance=False), *lora_files.clip_targets(dims)]  # schnell's layers
+    style = lora_files.write_kohya(tmp_path / "style.safetensors", dims,
+                                   lora_files.random_description(dims, seed=1, targets=targets))
+    common = ["generate", "--model", tiny_schnell, *ARGS, "--seeds", "3", "--lora", style, "0.7"]
+    single, split = tmp_path / "single", tmp_path / "split"
+    single.mkdir()
+    split.mkdir()
+    proc = run([SCRIPT, *common], cwd=single)
+    assert proc.returncode == 0, proc.stderr
+    proc = run([LAUNCH, "-n", 2, "--backend", "ring", "--starting-port", free_ports(), "--cwd", split, "--",
+                SCRIPT, *common, "--split-model"], cwd=split)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    np.testing.assert_array_equal(pixels(split / "flux-3.png"), pixels(single / "flux-3.png"))
+    assert read_metadata(split / "flux-3.png") == read_metadata(single / "flux-3.png")
+    assert read_metadata(split / "flux-3.png")["loras"][0]["scale"] == 0.7
+
+
 # --- in process -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])
