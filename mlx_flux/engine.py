@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+import os
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, Union, runtime_checkable
 
 from .request import GenerationRequest, LoraRef
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+    from .images import InputImage
+
+# An input image: a PIL image, an image file, or one already read (`images.load_image`).
+ImageInput = Union["Image.Image", str, "os.PathLike[str]", "InputImage"]
 
 
 @dataclass
@@ -70,16 +76,17 @@ class Engine(Protocol):
     default_guidance: float | None   # None: the model has no guidance control
     loras: tuple[LoraRef, ...]       # the active LoRAs (file name, content hash, scale)
 
-    def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
+    def generate(self, prompt: str | GenerationRequest, width: int | None = None, height: int | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
-                 latents: Any = None, callback: StepCallback | None = None) -> GenerationResult:
-        """One image, from keyword options or from a request."""
+                 latents: Any = None, callback: StepCallback | None = None,
+                 image: ImageInput | None = None, strength: float | None = None) -> GenerationResult:
+        """One image, from keyword options or from a request (and the input image it names)."""
         ...
 
-    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int = 1024,
-                       height: int = 1024, steps: int | None = None, guidance: float | None = None,
-                       callback: StepCallback | None = None,
-                       max_batch: int | None = None) -> list[GenerationResult]:
+    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
+                       height: int | None = None, steps: int | None = None, guidance: float | None = None,
+                       callback: StepCallback | None = None, max_batch: int | None = None,
+                       image: ImageInput | None = None, strength: float | None = None) -> list[GenerationResult]:
         """One image per seed, the prompt encoded once; step events count over the whole batch."""
         ...
 
@@ -87,7 +94,7 @@ class Engine(Protocol):
         """Make these (file or hub reference, scale) pairs the active LoRAs; [] removes all."""
         ...
 
-    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+    def resolve(self, request: GenerationRequest, image: ImageInput | None = None) -> GenerationRequest:
         """`request` with this model's defaults, a random seed if it has none, and model fields."""
         ...
 

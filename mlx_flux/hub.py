@@ -18,7 +18,7 @@ from .variants import VARIANTS
 Progress = Callable[[str, "float | None"], None]
 
 KNOWN_MODELS = [v.repo for v in VARIANTS.values()]
-ALIASES = {name: v.repo for name, v in VARIANTS.items()}  # `schnell` and `dev` name the official repos
+ALIASES = {name: v.repo for name, v in VARIANTS.items()}  # `schnell`, `dev`, `kontext` name the official repos
 
 WEIGHTED = ("transformer", "vae", "text_encoder", "text_encoder_2")
 COMPONENTS = (*WEIGHTED, "tokenizer", "tokenizer_2")

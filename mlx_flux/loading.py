@@ -34,6 +34,7 @@ class ModelFiles:
     tokenizer_2: Path
     scheduler: dict | None         # scheduler_config.json, if the layout has one
     quantized: dict | None = None  # the manifest of our quantized folder (see quantized_io)
+    model_index: dict | None = None  # model_index.json: names the diffusers pipeline (Kontext...)
 
 
 def detect_variant(transformer: Path) -> variants.Variant:
@@ -74,6 +75,7 @@ def _folder(path: Path, name: str) -> ModelFiles:
         tokenizer=path / "tokenizer",
         tokenizer_2=path / "tokenizer_2",
         scheduler=_json(path / "scheduler" / "scheduler_config.json"),
+        model_index=_json(path / "model_index.json"),
     )
 
 
@@ -108,6 +110,7 @@ def _single_file(file: Path, name: str, base, progress) -> ModelFiles:
         tokenizer=base_path / "tokenizer",
         tokenizer_2=base_path / "tokenizer_2",
         scheduler=_json(base_path / "scheduler" / "scheduler_config.json"),
+        model_index=_json(base_path / "model_index.json"),  # a Kontext base makes a Kontext model
     )
 
 

@@ -17,22 +17,23 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import mlx.core as mx
 import numpy as np
 from PIL import Image
 
-from . import hub, memory, quantized_io, sampler, variants
+from . import hub, images, memory, quantized_io, sampler, variants
 from .autoencoder import load_autoencoder
 from .clip import load_clip
-from .engine import GenerationResult, StepCallback, StepEvent
+from .engine import GenerationResult, ImageInput, StepCallback, StepEvent
+from .images import InputImage, load_image
 from .loader import load_component
 from .loading import ModelFiles, find_files
 from .lora import ActiveLora, apply_loras
 from .lora_formats import LoraError, read_lora
 from .preview import LatentPreviewer
-from .request import GenerationRequest, InputError, LoraRef
+from .request import EDIT, IMAGE_TO_IMAGE, TEXT_TO_IMAGE, GenerationRequest, ImageRef, InputError, LoraRef
 from .t5 import SPEC as T5_SPEC
 from .tokenizers import CLIPTokenizer, T5Tokenizer
 from .transformer import FluxConfig, load_transformer
@@ -57,7 +58,7 @@ class FluxPipeline:
         self.dtype = dtype
         self.low_memory = low_memory
         self.quantize = quantize
-        self.variant_info = variants.by_guidance(transformer.config.guidance_embed)
+        self.variant_info = variants.detect(transformer.config.guidance_embed, files.model_index)
         self.variant: str = self.variant_info.name
         self.model_name = files.name
         self.default_steps: int = self.variant_info.steps
@@ -190,45 +191,94 @@ class FluxPipeline:
 
     # --- requests ----------------------------------------------------------------------------
 
-    def resolve(self, request: GenerationRequest) -> GenerationRequest:
-        """`request` checked, with this model's defaults, a random seed if it has none, and
-        the model's name and precision: exactly what the result will record."""
+    def resolve(self, request: GenerationRequest, image: ImageInput | None = None) -> GenerationRequest:
+        """`request` checked and completed: this model's defaults, a random seed if it has none,
+        the model's name, precision and LoRAs, and what it starts from (`mode`): exactly what
+        the result will record.
+
+        With an input `image`, a text-to-image model does img2img (strength default 0.6; the
+        size defaults to the image's own, rounded down to multiples of 16, and the image is
+        resized to the output size) and a Kontext model edits it (no strength; without a size
+        the output and the reference take the Kontext resolution nearest the image's aspect
+        ratio, the reference resized to it; with one, the reference is used at its own size
+        rounded down to multiples of 16, cropped, not resampled). `request.image` records the
+        image's content hash and the size the model saw it at; a request that has one needs
+        the same image again.
+        """
         request.check()
         guided = self.transformer.config.guidance_embed
+        picture = load_image(image) if image is not None else None
+        width, height, used, mode = request.width, request.height, None, TEXT_TO_IMAGE
+        if picture is None:
+            if request.image is not None:
+                raise InputError(f"this request starts from an input image ({request.image.width}x"
+                                 f"{request.image.height}, {request.image.fingerprint}): pass it as image=")
+            if request.strength is not None:
+                raise InputError("strength is for img2img: give an input image too")
+        elif request.image is not None and request.image.fingerprint != picture.ref.fingerprint:
+            raise InputError(f"the image given ({picture.ref.fingerprint}) is not the request's input image "
+                             f"({request.image.fingerprint})")
+        elif self.variant_info.edits:
+            if request.strength is not None:
+                raise InputError(f"{self.model_name} edits its input image: it takes no strength")
+            mode = EDIT
+            if request.image is not None:  # a re-run: the reference as it was used
+                used = (request.image.width, request.image.height)
+            elif width is None and height is None:
+                used = images.kontext_size(picture)
+            else:
+                used = images.own_size(picture)
+            width, height = width or used[0], height or used[1]
+        else:
+            mode = IMAGE_TO_IMAGE
+            own = images.own_size(picture)
+            width, height = width or own[0], height or own[1]
+            used = (width, height)
         return request.with_(
-            width=int(request.width), height=int(request.height),
+            width=1024 if width is None else int(width), height=1024 if height is None else int(height),
             steps=self.default_steps if request.steps is None else int(request.steps),
             # schnell has no guidance embedding: a value would be ignored, so none is recorded
             guidance=(self.default_guidance if request.guidance is None else float(request.guidance)) if guided
             else None,
             seed=secrets.randbelow(2**32) if request.seed is None else int(request.seed),
-            model=self.model_name, quantize=self.quantize, loras=self.loras,
+            image=None if picture is None else ImageRef(picture.ref.fingerprint, *used),
+            strength=(0.6 if request.strength is None else float(request.strength)) if mode == IMAGE_TO_IMAGE
+            else None,
+            model=self.model_name, quantize=self.quantize, loras=self.loras, mode=mode,
         )
 
-    def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
+    def generate(self, prompt: str | GenerationRequest, width: int | None = None, height: int | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
-                 latents: np.ndarray | None = None, callback: StepCallback | None = None) -> GenerationResult:
-        """One image, from keyword options or from a `GenerationRequest` (then give no options).
+                 latents: np.ndarray | None = None, callback: StepCallback | None = None,
+                 image: ImageInput | None = None, strength: float | None = None) -> GenerationResult:
+        """One image, from keyword options or from a `GenerationRequest` (then give no options
+        but the input `image` the request names).
 
-        See the README for the parameters; raising from `callback` cancels.
+        width/height None: 1024, or with an input image the size `resolve` explains. `image`
+        (a PIL image or a file) is img2img's start with `strength`, or a Kontext model's image
+        to edit. See the README for the rest; raising from `callback` cancels.
         """
-        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, seed=seed)
-        return self._generate(self.resolve(request), None, latents, callback)[0]
+        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, seed=seed,
+                           strength=strength)
+        picture = load_image(image) if image is not None else None
+        return self._generate(self.resolve(request, picture), None, latents, callback, picture)[0]
 
-    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int = 1024,
-                       height: int = 1024, steps: int | None = None, guidance: float | None = None,
-                       callback: StepCallback | None = None,
-                       max_batch: int | None = None) -> list[GenerationResult]:
-        """One image per seed, the prompt encoded once and the transformer run on batches.
+    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
+                       height: int | None = None, steps: int | None = None, guidance: float | None = None,
+                       callback: StepCallback | None = None, max_batch: int | None = None,
+                       image: ImageInput | None = None, strength: float | None = None) -> list[GenerationResult]:
+        """One image per seed, the prompt (and an input image) encoded once and the transformer
+        run on batches.
 
         Batches hold at most `max_batch` seeds (None: as many as fit in memory, see
         `auto_max_batch`). Step events count over all batches (step 1..batches*steps).
         """
-        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance)
+        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, strength=strength)
         seeds = list(seeds)
         if not seeds:
             raise InputError("seeds must not be empty")
-        request = self.resolve(request.with_(seed=seeds[0]))
+        picture = load_image(image) if image is not None else None
+        request = self.resolve(request.with_(seed=seeds[0]), picture)
         for s in seeds:
             request.with_(seed=s).check()
         if max_batch is None:
@@ -240,7 +290,7 @@ class FluxPipeline:
         results: list[GenerationResult] = []
         for k, chunk in enumerate(chunks):
             report = _chunk_progress(callback, k, len(chunks), t0)
-            results += self._generate(request, [int(s) for s in chunk], None, report)
+            results += self._generate(request, [int(s) for s in chunk], None, report, picture)
         return results
 
     def auto_max_batch(self, width: int, height: int) -> int:
@@ -298,16 +348,19 @@ class FluxPipeline:
                                                 shift=self.variant_info.shift)
 
     def condition(self, emb: PromptEmbedding, batch: int, height: int, width: int,
-                  guidance: float | None):
-        """The transformer's per-generation conditioning for a batch of height x width images."""
+                  guidance: float | None, extra_ids: mx.array | None = None):
+        """The transformer's per-generation conditioning for a batch of height x width images,
+        `extra_ids` the position ids of image tokens that follow the output's (a reference image)."""
         g = mx.full((batch,), guidance, dtype=mx.float32) if self.transformer.config.guidance_embed else None
         txt = mx.broadcast_to(emb.txt, (batch, *emb.txt.shape[1:]))
         pooled = mx.broadcast_to(emb.pooled, (batch, emb.pooled.shape[-1]))
-        return self.transformer.prepare(txt, pooled, sampler.image_ids(height, width),
-                                        sampler.text_ids(emb.txt.shape[1]), guidance=g)
+        img_ids = sampler.image_ids(height, width)
+        if extra_ids is not None:
+            img_ids = mx.concatenate([img_ids, extra_ids], axis=0)
+        return self.transformer.prepare(txt, pooled, img_ids, sampler.text_ids(emb.txt.shape[1]), guidance=g)
 
     def _generate(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
-                  callback: StepCallback | None) -> list[GenerationResult]:
+                  callback: StepCallback | None, image: InputImage | None = None) -> list[GenerationResult]:
         """Images of a resolved `request`, one per seed (None: the request's own seed)."""
         seeds = [request.seed] if seeds is None else seeds
         memory.configure_cache(self.low_memory)  # per generation: the limit is the process's, not ours
@@ -317,12 +370,19 @@ class FluxPipeline:
         meter.start("encode")
         t0 = time.perf_counter()
         emb = self.encode_prompt(request.prompt)
-        x = self._initial_latents(request, seeds, latents)
+        x = self._noise(request, seeds, latents)
+        steps = self.sampler_for(request)
+        reference = None
+        if request.mode == IMAGE_TO_IMAGE:
+            steps = steps.start_at(strength_start(steps.steps, request.strength))
+            x = self._img2img_start(request, x, steps.sigmas[0], image)
+        elif request.mode == EDIT:
+            reference = self._reference(request, image)
         timings["encode"] = time.perf_counter() - t0
 
         meter.start("denoise")
         t1 = time.perf_counter()
-        final = self._denoise(request, emb, x, callback)
+        final = self._denoise(request, emb, x, steps, callback, reference)
         timings["denoise"] = time.perf_counter() - t1
 
         # The steps' cached buffers have the transformer's sizes, not the decoder's: hand them back
@@ -330,19 +390,18 @@ class FluxPipeline:
         mx.clear_cache()
         meter.start("decode")
         t2 = time.perf_counter()
-        images = self._decode(final)
+        decoded = self._decode(final)
         timings["decode"] = time.perf_counter() - t2
         meter.stop()
 
-        results = [GenerationResult(images[i], sampler.nhwc_to_nchw(final[i : i + 1]), request.with_(seed=seed),
+        results = [GenerationResult(decoded[i], sampler.nhwc_to_nchw(final[i : i + 1]), request.with_(seed=seed),
                                     emb.truncated, dict(timings), dict(meter.peaks))
                    for i, seed in enumerate(seeds)]
         mx.clear_cache()  # between generations the app holds its weights, not the last image's buffers
         return results
 
-    def _initial_latents(self, request: GenerationRequest, seeds: list[int],
-                         latents: np.ndarray | None) -> mx.array:
-        """The starting noise [B, H/8, W/8, C]: the seeds', or the caller's (NCHW, as diffusers takes it)."""
+    def _noise(self, request: GenerationRequest, seeds: list[int], latents: np.ndarray | None) -> mx.array:
+        """The noise [B, H/8, W/8, C] of the output: the seeds', or the caller's (NCHW, as diffusers takes it)."""
         channels = self.vae.config.latent_channels
         h, w = request.height, request.width
         if latents is None:
@@ -353,24 +412,52 @@ class FluxPipeline:
             raise InputError(f"latents must have shape {want} (N, C, H/8, W/8), not {arr.shape}")
         return sampler.nchw_to_nhwc(arr)
 
-    def _denoise(self, request: GenerationRequest, emb: PromptEmbedding, x: mx.array,
-                 callback: StepCallback | None) -> mx.array:
+    def _encode_image(self, pixels: np.ndarray) -> mx.array:
+        """VAE posterior mean of NHWC [-1, 1] pixels, scaled as the transformer sees latents."""
+        z = self.vae.encode(mx.array(pixels))
+        mx.eval(z)
+        mx.clear_cache()  # the encoder's full-resolution buffers are no use to the steps
+        return z
+
+    def _img2img_start(self, request: GenerationRequest, noise: mx.array, sigma: float,
+                       image: InputImage) -> mx.array:
+        """The flow-matching start at noise level sigma: sigma * noise + (1 - sigma) * the image's latents."""
+        if sigma == 1.0:  # strength 1: pure noise, as text-to-image (the image would be multiplied by 0)
+            return noise
+        z = self._encode_image(images.fit(image, request.width, request.height))
+        return sigma * noise + (1.0 - sigma) * z
+
+    def _reference(self, request: GenerationRequest, image: InputImage) -> Reference:
+        """A Kontext model's reference image: its packed latents and their position ids (first axis 1)."""
+        w, h = request.image.width, request.image.height
+        own = images.own_size(image)
+        pixels = images.crop_to_grid(image) if (w, h) == own else images.fit(image, w, h)
+        tokens = sampler.pack(self._encode_image(pixels))
+        ids = sampler.image_ids(h, w)
+        ids = mx.concatenate([mx.ones_like(ids[:, :1]), ids[:, 1:]], axis=1)  # told apart from the output's
+        return Reference(tokens, ids)
+
+    def _denoise(self, request: GenerationRequest, emb: PromptEmbedding, x: mx.array, steps: sampler.Sampler,
+                 callback: StepCallback | None, reference: Reference | None = None) -> mx.array:
         """Run the sampler from latents x [B, H/8, W/8, C]; returns the final latents, same layout."""
         h, w = request.height, request.width
-        steps = self.sampler_for(request)
         packed = sampler.pack(x)
-        cond = self.condition(emb, packed.shape[0], h, w, request.guidance)
+        extra = None if reference is None else reference.ids
+        cond = self.condition(emb, packed.shape[0], h, w, request.guidance, extra_ids=extra)
+        model = self.transformer if reference is None else _WithReference(self.transformer, reference.tokens)
+        tokens = packed.shape[1] + emb.txt.shape[1] + (0 if reference is None else reference.tokens.shape[1])
+        total = len(steps.sigmas) - 1
         t1 = time.perf_counter()
 
         def report(step: int, done: mx.array, x0: mx.array) -> None:
             mx.eval(done)  # waits for this step only: the next one is already queued
             if callback is not None:
-                callback(StepEvent(step, steps.steps, time.perf_counter() - t1, steps.sigmas[step],
+                callback(StepEvent(step, total, time.perf_counter() - t1, steps.sigmas[step],
                                    self._preview_fn(x0, h, w)))
 
         pending = None
-        with memory.bounded_steps(self.transformer.config, packed.shape[0], packed.shape[1] + emb.txt.shape[1]):
-            for step, packed, x0 in sampler.denoise(self.transformer, cond, packed, steps, compiled=self.compile):
+        with memory.bounded_steps(self.transformer.config, packed.shape[0], tokens):
+            for step, packed, x0 in sampler.denoise(model, cond, packed, steps, compiled=self.compile):
                 # Queue this step before reporting the previous one, so the device keeps computing
                 # while Python waits, runs the callback (previews) and builds the next graph.
                 mx.async_eval(packed, x0)
@@ -391,6 +478,46 @@ class FluxPipeline:
             return self._previewer(sampler.unpack(x0[:1], height, width)[0])
 
         return preview
+
+
+class Reference(NamedTuple):
+    """A reference image's tokens for the transformer, beside the output's (Kontext)."""
+
+    tokens: mx.array  # packed latents [1, M, C]
+    ids: mx.array     # their position ids [M, 3]
+
+
+class _WithReference:
+    """The transformer as the sampler sees it when a reference image's tokens ride along: the
+    reference tokens follow the output's in every step, and only the output's velocity is kept."""
+
+    def __init__(self, model, tokens: mx.array):
+        self.model, self.tokens = model, tokens
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        return self.model.dtype
+
+    def step(self, img: mx.array, t: mx.array, cond) -> mx.array:
+        return self._run(self.model.step, img, t, cond)
+
+    def compiled_step(self, img: mx.array, t: mx.array, cond) -> mx.array:
+        return self._run(self.model.compiled_step, img, t, cond)
+
+    def _run(self, step, img: mx.array, t: mx.array, cond) -> mx.array:
+        n = img.shape[1]
+        ref = mx.broadcast_to(self.tokens, (img.shape[0], *self.tokens.shape[1:])).astype(img.dtype)
+        return step(mx.concatenate([img, ref], axis=1), t, cond)[:, :n]
+
+
+def strength_start(steps: int, strength: float) -> int:
+    """The first step img2img runs at `strength`, as diffusers cuts the schedule (in float64:
+    50 steps at strength 0.56 run 29, not 28, since 50 x 0.56 = 28.000000000000004); a
+    strength that leaves no step is refused."""
+    start = int(max(steps - min(steps * strength, steps), 0))
+    if start >= steps:
+        raise InputError(f"strength {strength} leaves no step of {steps}: raise the strength or the steps")
+    return start
 
 
 def _scale(value: float) -> float:
@@ -421,8 +548,7 @@ def _request(prompt: str | GenerationRequest, **options) -> GenerationRequest:
     """The request behind a `generate` call: the one given, or one built from the keyword options."""
     if not isinstance(prompt, GenerationRequest):
         return GenerationRequest(prompt, **options)
-    defaults = {"width": 1024, "height": 1024}
-    given = [k for k, v in options.items() if v is not None and v != defaults.get(k)]
+    given = [k for k, v in options.items() if v is not None]
     if given:
         raise InputError(f"pass {', '.join(given)} inside the request, not beside it")
     return prompt

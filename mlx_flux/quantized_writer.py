@@ -68,7 +68,7 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
                                        adapters=[merge_adapter(active, "transformer")] if active else ())
         components["transformer"] = _save(transformer, tmp, "transformer",
                                            config=_jsonable(dataclasses.asdict(transformer.config)))
-        variant = variants.by_guidance(transformer.config.guidance_embed).name
+        variant = variants.detect(transformer.config.guidance_embed, files.model_index).name
         del transformer
         mx.clear_cache()
 
@@ -91,6 +91,8 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
             _copy_weights(files.vae, tmp / "vae")
         shutil.copytree(files.tokenizer, tmp / "tokenizer")
         shutil.copytree(files.tokenizer_2, tmp / "tokenizer_2")
+        if files.model_index is not None:  # keeps naming the pipeline (a Kontext model stays one)
+            (tmp / "model_index.json").write_text(json.dumps(files.model_index, indent=2))
         if files.scheduler is not None:
             (tmp / "scheduler").mkdir()
             (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(files.scheduler, indent=2))

@@ -54,6 +54,29 @@ class LoraRef:
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """An input image as a request records it: a hash of its pixels and its size, never a path."""
+
+    fingerprint: str  # the first 12 hex digits of the sha256 of its RGB pixels (and size)
+    width: int
+    height: int
+
+    @classmethod
+    def from_metadata(cls, item: Any) -> ImageRef | None:
+        if not isinstance(item, Mapping):
+            return None
+        fingerprint, width, height = item.get("fingerprint"), item.get("width"), item.get("height")
+        if not (isinstance(fingerprint, str) and _is_int(width) and _is_int(height) and width > 0 and height > 0):
+            return None
+        return cls(fingerprint, int(width), int(height))
+
+
+# What a generation starts from (filled in by the engine).
+TEXT_TO_IMAGE, IMAGE_TO_IMAGE, EDIT = "text-to-image", "img2img", "edit"
+MODES = (TEXT_TO_IMAGE, IMAGE_TO_IMAGE, EDIT)
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """Everything needed to make (or remake) one image.
 
@@ -62,15 +85,18 @@ class GenerationRequest:
     """
 
     prompt: str
-    width: int = 1024
-    height: int = 1024
+    width: int | None = None        # None: 1024, or an input image's own size (see FluxPipeline.resolve)
+    height: int | None = None
     steps: int | None = None
     guidance: float | None = None   # None for models without guidance (schnell) once resolved
     seed: int | None = None
+    image: ImageRef | None = None   # the input image (img2img's start, a Kontext model's reference)
+    strength: float | None = None   # img2img: how much of the schedule runs (1.0 = all: text-to-image)
     # Filled in by the engine: what made the image (never a local path).
     model: str | None = None        # the model's display name or repo id
     quantize: int | None = None     # bits of the quantized weights; None: full precision
     loras: tuple[LoraRef, ...] = ()  # the LoRAs applied (`set_loras`), in order
+    mode: str | None = None          # one of MODES: what the image was made from
 
     def with_(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
@@ -81,7 +107,7 @@ class GenerationRequest:
             raise InputError(f"prompt must be text, not {type(self.prompt).__name__}")
         for name in ("width", "height"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 16 or value % 16:
+            if value is not None and (not _is_int(value) or value < 16 or value % 16):
                 raise InputError(f"{name} must be a positive multiple of 16, not {value}")
         if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
             raise InputError(f"steps must be at least 1, not {self.steps}")
@@ -89,6 +115,8 @@ class GenerationRequest:
             raise InputError(f"guidance must be a finite number, not {self.guidance}")
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < SEED_LIMIT):
             raise InputError(f"seed must be an integer from 0 to 2**64-1, not {self.seed}")
+        if self.strength is not None and (not _is_number(self.strength) or not 0 < self.strength <= 1):
+            raise InputError(f"strength must be more than 0 and at most 1, not {self.strength}")
         return self
 
     # --- the metadata schema ------------------------------------------------------------------
@@ -132,11 +160,15 @@ def _field_value(name: str, value: Any) -> Any:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         return value if _is_int(value) and value >= 0 else None
+    if name == "image":
+        return ImageRef.from_metadata(value)
+    if name == "mode":
+        return value if value in MODES else None
     if name == "loras":
         if not isinstance(value, (list, tuple)):
             return None
         return tuple(ref for ref in map(LoraRef.from_metadata, value) if ref is not None)
-    if name == "guidance":
+    if name in ("guidance", "strength"):
         if isinstance(value, str):
             try:
                 value = float(value)

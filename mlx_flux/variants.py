@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Variant:
     t5_length: int           # T5 tokens the model was trained with (padding is attended to)
     shift: bool              # resolution-dependent schedule shift (without a scheduler config)
     max_steps: int           # a sensible upper end for a steps control
+    edits: bool = False      # takes a reference image to edit (FLUX.1 Kontext) rather than img2img
 
     @property
     def guided(self) -> bool:
@@ -38,12 +39,23 @@ SCHNELL = Variant("schnell", "black-forest-labs/FLUX.1-schnell", steps=4, guidan
                   shift=False, max_steps=16)
 DEV = Variant("dev", "black-forest-labs/FLUX.1-dev", steps=28, guidance=3.5, t5_length=512,
               shift=True, max_steps=50)
-VARIANTS: dict[str, Variant] = {v.name: v for v in (SCHNELL, DEV)}
+KONTEXT = Variant("kontext", "black-forest-labs/FLUX.1-Kontext-dev", steps=28, guidance=2.5, t5_length=512,
+                  shift=True, max_steps=50, edits=True)
+VARIANTS: dict[str, Variant] = {v.name: v for v in (SCHNELL, DEV, KONTEXT)}
+# diffusers pipeline classes (model_index.json's `_class_name`) of the variants that are not
+# told apart by their weights: Kontext has dev's transformer, trained to read a reference image.
+_PIPELINE_CLASSES = {"FluxKontextPipeline": KONTEXT}
 
 
 def by_guidance(guidance_embed: bool) -> Variant:
     """The variant of a transformer with (dev) or without (schnell) a guidance embedding."""
     return DEV if guidance_embed else SCHNELL
+
+
+def detect(guidance_embed: bool, model_index: Mapping[str, Any] | None = None) -> Variant:
+    """The variant of a model: its model_index.json's pipeline class where that decides, else its weights."""
+    name = model_index.get("_class_name") if isinstance(model_index, Mapping) else None
+    return _PIPELINE_CLASSES.get(name) or by_guidance(guidance_embed)
 
 
 def from_weight_names(names: Iterable[str]) -> Variant:
@@ -52,15 +64,20 @@ def from_weight_names(names: Iterable[str]) -> Variant:
 
 
 def from_folder(path: str | Path) -> Variant | None:
-    """The variant of a diffusers-layout model folder, from its transformer config; None if it has none."""
-    config = Path(path).expanduser() / "transformer" / "config.json"
-    if not config.is_file():
-        return None
+    """The variant of a diffusers-layout model folder, from its files; None if they do not say."""
+    folder = Path(path).expanduser()
+    config, index = _json(folder / "transformer" / "config.json"), _json(folder / "model_index.json")
+    if config is None:
+        return _PIPELINE_CLASSES.get(index.get("_class_name")) if index else None
+    return detect(bool(config.get("guidance_embeds")), index)
+
+
+def _json(path: Path) -> dict | None:
     try:
-        data = json.loads(config.read_text())
+        data = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         return None
-    return by_guidance(bool(data.get("guidance_embeds"))) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def guess(source: str) -> Variant | None:
@@ -69,7 +86,7 @@ def guess(source: str) -> Variant | None:
     if found is not None:
         return found
     name = source.lower()
-    for variant in VARIANTS.values():
+    for variant in (KONTEXT, SCHNELL, DEV):  # "FLUX.1-Kontext-dev" names dev too
         if variant.name in name:
             return variant
     return None

@@ -45,3 +45,11 @@ def tiny_dev(tmp_path_factory, torch_ref) -> Path:
     tiny_models.build_hf_layout(root, "dev")
     tiny_models.build_single_files(root, "dev", prefix="model.diffusion_model.")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_kontext(tmp_path_factory, torch_ref) -> Path:
+    """A tiny FLUX.1-Kontext-dev: dev's layout, with model_index.json naming FluxKontextPipeline."""
+    root = tmp_path_factory.mktemp("tiny-kontext")
+    tiny_models.build_hf_layout(root, "dev", pipeline_class="FluxKontextPipeline")
+    return root

@@ -10,8 +10,9 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-from mlx_flux.engine import GenerationResult, StepCallback, StepEvent
-from mlx_flux.request import GenerationRequest, InputError, LoraRef
+from mlx_flux.engine import GenerationResult, ImageInput, StepCallback, StepEvent
+from mlx_flux.images import load_image, own_size
+from mlx_flux.request import GenerationRequest, ImageRef, InputError, LoraRef
 from mlx_flux.variants import VARIANTS
 
 TIMEOUT = 60_000  # ms: generous, a slow 2-core CI runner must never flake
@@ -57,9 +58,17 @@ class FakePipeline:
     def default_guidance(self) -> float | None:
         return VARIANTS[self.variant].guidance
 
-    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+    def resolve(self, request: GenerationRequest, image: ImageInput | None = None) -> GenerationRequest:
+        """As the engine: defaults filled; an input image makes it img2img at the image's size."""
         request.check()
+        picture = load_image(image) if image is not None else None
+        size = own_size(picture) if picture is not None else (1024, 1024)
+        width, height = request.width or size[0], request.height or size[1]
         return request.with_(
+            width=width, height=height,
+            image=None if picture is None else ImageRef(picture.ref.fingerprint, width, height),
+            strength=(request.strength or 0.6) if picture is not None else None,
+            mode="img2img" if picture is not None else "text-to-image",
             steps=self.default_steps if request.steps is None else request.steps,
             guidance=(self.default_guidance if request.guidance is None else float(request.guidance))
             if self.default_guidance is not None else None,
@@ -67,24 +76,25 @@ class FakePipeline:
             model=self.model_name, quantize=self.quantize, loras=self.loras,
         )
 
-    def generate(self, prompt: str | GenerationRequest, width: int = 1024, height: int = 1024,
+    def generate(self, prompt: str | GenerationRequest, width: int | None = None, height: int | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
-                 latents: Any = None, callback: StepCallback | None = None) -> GenerationResult:
+                 latents: Any = None, callback: StepCallback | None = None,
+                 image: ImageInput | None = None, strength: float | None = None) -> GenerationResult:
         request = self.resolve(_request(prompt, width=width, height=height, steps=steps, guidance=guidance,
-                                        seed=seed))
+                                        seed=seed, strength=strength), image)
         self.calls.append(dict(prompt=request.prompt, width=request.width, height=request.height,
                                steps=request.steps, guidance=request.guidance, seed=request.seed))
         self._steps(request.steps, request.seed, callback)
         return self._result(request)
 
-    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int = 1024,
-                       height: int = 1024, steps: int | None = None, guidance: float | None = None,
-                       callback: StepCallback | None = None,
-                       max_batch: int | None = None) -> list[GenerationResult]:
+    def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
+                       height: int | None = None, steps: int | None = None, guidance: float | None = None,
+                       callback: StepCallback | None = None, max_batch: int | None = None,
+                       image: ImageInput | None = None, strength: float | None = None) -> list[GenerationResult]:
         """One pass for all seeds (the worker chunks by auto_max_batch and passes max_batch)."""
         seeds = list(seeds)
-        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance)
-        request = self.resolve(request.with_(seed=seeds[0]))
+        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, strength=strength)
+        request = self.resolve(request.with_(seed=seeds[0]), image)
         self.batch_calls.append(dict(prompt=request.prompt, seeds=seeds, width=request.width,
                                      height=request.height, steps=request.steps, guidance=request.guidance,
                                      max_batch=max_batch))
@@ -117,7 +127,7 @@ def _request(prompt: str | GenerationRequest, **options: Any) -> GenerationReque
     """What the real engine does with its two calling styles: a request, or a prompt and options."""
     if not isinstance(prompt, GenerationRequest):
         return GenerationRequest(prompt, **options)
-    given = [k for k, v in options.items() if v is not None and v != {"width": 1024, "height": 1024}.get(k)]
+    given = [k for k, v in options.items() if v is not None]
     if given:
         raise InputError(f"pass {', '.join(given)} inside the request, not beside it")
     return prompt

@@ -99,15 +99,15 @@ def test_seed_reproducible_and_recorded(schnell):
 def test_metadata_has_no_local_paths(schnell, tiny_schnell):
     r = schnell.generate(PROMPT, width=32, height=32, steps=1, seed=1)
     assert r.metadata == {"prompt": PROMPT, "seed": 1, "steps": 1, "guidance": None, "width": 32, "height": 32,
-                          "model": tiny_schnell.name, "quantize": None, "loras": [], "schema": 1,
-                          "version": __version__}
+                          "image": None, "strength": None, "model": tiny_schnell.name, "quantize": None,
+                          "loras": [], "mode": "text-to-image", "schema": 1, "version": __version__}
     assert str(tiny_schnell.parent) not in str(r.metadata)
 
 
 def test_the_result_carries_the_resolved_request(schnell, dev, tiny_dev):
     r = dev.generate(PROMPT, width=48, height=32, steps=2)
     assert r.request == GenerationRequest(PROMPT, width=48, height=32, steps=2, guidance=3.5, seed=r.seed,
-                                          model=tiny_dev.name, quantize=None)
+                                          model=tiny_dev.name, quantize=None, mode="text-to-image")
     # schnell has no guidance embedding: a value given is not recorded as if it had been used
     assert schnell.generate(PROMPT, width=32, height=32, steps=1, seed=1, guidance=7.0).request.guidance is None
 

@@ -114,8 +114,9 @@ def copy_tokenizers(root: Path) -> None:
         p.chmod(0o644)
 
 
-def build_hf_layout(root: Path, variant: str = "schnell", seed: int = 0) -> Path:
-    """Write a tiny model in the layout of black-forest-labs/FLUX.1-{variant}."""
+def build_hf_layout(root: Path, variant: str = "schnell", seed: int = 0, pipeline_class: str = "FluxPipeline") -> Path:
+    """Write a tiny model in the layout of black-forest-labs/FLUX.1-{variant}; `pipeline_class`
+    is model_index.json's `_class_name` (FluxKontextPipeline: a FLUX.1-Kontext-dev)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     # Shard the two big components, as on the hub, so index files are exercised.
@@ -131,7 +132,7 @@ def build_hf_layout(root: Path, variant: str = "schnell", seed: int = 0) -> Path
     }
     (root / "scheduler").mkdir(exist_ok=True)
     (root / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
-    (root / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2))
+    (root / "model_index.json").write_text(json.dumps({**MODEL_INDEX, "_class_name": pipeline_class}, indent=2))
     return root
 
 
