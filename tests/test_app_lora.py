@@ -371,3 +371,15 @@ def test_lora_widgets_have_names_and_tooltips(qtbot, fake, tmp_path):
     for widget in (row.enableCheck, row.scaleSlider, row.scaleSpin, row.removeButton):
         assert widget.toolTip() and widget.accessibleName() and widget.focusPolicy() != Qt.FocusPolicy.NoFocus
     assert (row.scaleSpin.minimum(), row.scaleSpin.maximum(), row.scaleSpin.singleStep()) == (-2.0, 2.0, 0.05)
+
+
+def test_the_lora_panel_does_not_import_mlx():
+    import subprocess
+    import sys
+
+    code = ("import sys, app.window, app.loracontroller, app.lorapanel, app.loras; "
+            "print('mlx.core' in sys.modules, 'mlx_flux.lora_formats' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
