@@ -15,9 +15,11 @@ from PySide6.QtWidgets import (
 from mlx_flux.request import GenerationRequest
 from mlx_flux.variants import DEV, VARIANTS
 
+from app.lorapanel import LoraPanel
 from app.models import display_name
 from app.params import (MAX_SIZE, MIN_SIZE, SEED_MAX, SIZE_STEP, GenerationParams, ModelChoice, size_for_aspect,
                         snap_size)
+from app.widgets import name_widget
 
 ASPECTS: list[tuple[str, float]] = [
     ("Square 1:1", 1.0), ("Landscape 4:3", 4 / 3), ("Landscape 3:2", 3 / 2), ("Wide 16:9", 16 / 9),
@@ -27,17 +29,7 @@ CUSTOM_ASPECT = "Custom"
 GUIDANCE_SCALE = 10  # the slider works in tenths: 35 -> 3.5
 QUANTIZE_CHOICES = [("Full precision", None), ("8-bit", 8), ("4-bit", 4)]
 SUBMIT_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-
-
-def name_widget(widget: QWidget, name: str, accessible: str | None = None, tip: str | None = None) -> QWidget:
-    """objectName and accessible name, as tests and assistive technology find widgets by them."""
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    if accessible:
-        widget.setAccessibleDescription(accessible)
-    if tip:
-        widget.setToolTip(tip)
-    return widget
+__all__ = ["ControlsPanel", "name_widget"]
 
 
 class PromptEdit(QPlainTextEdit):
@@ -205,6 +197,9 @@ class ControlsPanel(QWidget):
         for w in (self.queueLabel, self.queueList):
             w.setVisible(False)
 
+        # LoRAs: the active ones with their scales, and where to add more from.
+        self.loraPanel = LoraPanel()
+
         model_form = _form()
         model_form.addRow("Model", model_row)
         model_form.addRow("Precision", self.quantizeCombo)
@@ -226,6 +221,8 @@ class ControlsPanel(QWidget):
         layout.addLayout(buttons)
         layout.addSpacing(6)
         layout.addLayout(settings_form)
+        layout.addSpacing(6)
+        layout.addWidget(self.loraPanel)
         layout.addWidget(self.queueLabel)
         layout.addWidget(self.queueList)
         layout.addStretch(0)
@@ -234,7 +231,9 @@ class ControlsPanel(QWidget):
         order = [self.modelCombo, self.openModelButton, self.quantizeCombo, self.promptEdit,
                  self.generateButton, self.cancelButton, self.widthSpin, self.heightSpin,
                  self.swapSizeButton, self.aspectCombo, self.stepsSlider, self.guidanceSlider,
-                 self.seedSpin, self.randomSeedCheck, self.countSpin, self.queueList]
+                 self.seedSpin, self.randomSeedCheck, self.countSpin, self.loraPanel.loraLibraryCombo,
+                 self.loraPanel.addLoraButton, self.loraPanel.openLoraFolderButton, self.loraPanel.loraList,
+                 self.queueList]
         for first, second in zip(order, order[1:]):
             QWidget.setTabOrder(first, second)
 
@@ -323,7 +322,8 @@ class ControlsPanel(QWidget):
             guidance=self.guidanceSlider.value() / GUIDANCE_SCALE if self.guidanceSlider.isEnabled() else None,
             seed=None if self.randomSeedCheck.isChecked() else self.seedSpin.value(),
         )
-        return GenerationParams(ModelChoice(self.current_model(), self.quantize()), request)
+        return GenerationParams(ModelChoice(self.current_model(), self.quantize()), request,
+                                self.loraPanel.choices())
 
     def apply_request(self, request: GenerationRequest, prompt: bool = True) -> None:
         """Show `request` in the controls (restoring an entry or a dropped image); the seed is locked.

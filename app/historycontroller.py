@@ -107,8 +107,8 @@ class HistoryController:
         entry = self.selected_entry()
         if entry is None:
             return []
-        self.window.restorer.restore_params(entry.params)
-        return self.window.submit([entry.params])
+        params = self.window.restorer.restore_params(entry.params)
+        return self.window.submit([params])
 
     def copy_selected_prompt(self) -> None:
         entry = self.selected_entry()

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 
 from app.controls import name_widget
 from app.history import HistoryEntry
+from app.loras import lora_text
 from app.models import display_name
 
 EntryRole = Qt.ItemDataRole.UserRole + 1
@@ -23,12 +24,14 @@ PADDING = 8
 
 
 def summary(entry: HistoryEntry) -> str:
-    """One line of settings: 'schnell · 1024×1024 · 4 steps · seed 42'."""
+    """One line of settings: 'schnell · 1024×1024 · 4 steps · seed 42 · LoRA style 0.8'."""
     p = entry.request
     parts = [entry.model_name or display_name(entry.choice.source), f"{p.width}×{p.height}", f"{p.steps} steps"]
     if p.guidance is not None:
         parts.append(f"guidance {p.guidance:g}")
     parts.append(f"seed {p.seed}")
+    if p.loras:
+        parts.append(f"LoRA {lora_text(p.loras)}")
     return " · ".join(parts)
 
 

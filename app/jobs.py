@@ -24,7 +24,8 @@ MAX_RUN = 16  # jobs handed to the worker at once (it splits them into chunks th
 
 
 def batch_key(params: GenerationParams) -> GenerationParams:
-    """Jobs with equal keys differ only in seed and can be generated as one batch."""
+    """Jobs with equal keys differ only in seed and can be generated as one batch (same model,
+    same LoRAs and scales, same request otherwise)."""
     return params.with_(seed=None)
 
 
@@ -33,6 +34,7 @@ class JobQueue(QObject):
     loadProgress = Signal(str, float)  # forwarded from the worker
     modelReady = Signal(object)  # ModelInfo
     modelFailed = Signal(str, str)  # source, message
+    loraFailed = Signal(str, str)  # LoRA file, message (before the failed of its run)
     jobStarted = Signal(object)  # Job
     progress = Signal(int, int, float)  # step, total, elapsed seconds
     batchProgress = Signal(int, int, int, int, int)  # first, last image of the chunk, count, step, steps
@@ -68,6 +70,7 @@ class JobQueue(QObject):
             getattr(self.worker, name).connect(getattr(self, name))
         self.worker.modelReady.connect(self._on_model_ready)
         self.worker.modelFailed.connect(self._on_model_failed)
+        self.worker.loraFailed.connect(self._on_lora_failed)
         self.worker.jobStarted.connect(self._on_started)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -209,6 +212,14 @@ class JobQueue(QObject):
         self.modelFailed.emit(source, message)
         self.changed.emit()
         self._emit_idle_if_done()
+
+    def _on_lora_failed(self, path: str, message: str) -> None:
+        # Queued jobs with a LoRA that cannot be applied would only fail the same way.
+        if path:
+            dropped = [job for job in self._pending if any(lora.path == path for lora in job.params.loras)]
+            for job in dropped:
+                self._pending.remove(job)
+        self.loraFailed.emit(path, message)
 
     def _on_started(self, job_id: int) -> None:
         if self._running and job_id in self._run_ids:

@@ -47,6 +47,10 @@ def build_menus(w: MainWindow) -> None:
     w.rerunAction = action("Re-run Selected", w.history_controller.rerun_selected, "Ctrl+R", "rerunAction")
     w.openFolderAction = action("Open Model Folder…", w.choose_model_folder, QKeySequence.StandardKey.Open)
     w.openFileAction = action("Open Model File…", w.choose_model_file)
+    w.addLoraAction = action("Add LoRA…", w.lora_controller.choose_files, None, "addLoraAction",
+                             "Add LoRA .safetensors files to the active list")
+    w.openLoraFolderAction = action("Open LoRA Folder", w.lora_controller.open_library_folder, None,
+                                    "openLoraFolderAction", "The library folder: LoRAs put there are listed in the app")
     w.exportAction = action("Export Image…", w.choose_export, "Ctrl+E", "exportAction")
     w.revealAction = action(f"Show in {FILE_MANAGER}", w.reveal_shown, "Ctrl+Shift+R")
     w.openDataAction = action("Open Data Folder", w.open_data_folder)
@@ -63,7 +67,8 @@ def build_menus(w: MainWindow) -> None:
 
     menu = w.menuBar()
     file_menu = menu.addMenu("&File")
-    for item in (w.openFolderAction, w.openFileAction, None, w.exportAction, w.revealAction,
+    for item in (w.openFolderAction, w.openFileAction, None, w.addLoraAction, w.openLoraFolderAction, None,
+                 w.exportAction, w.revealAction,
                  w.openDataAction, None, w.quitAction):
         file_menu.addSeparator() if item is None else file_menu.addAction(item)
     edit_menu = menu.addMenu("&Edit")

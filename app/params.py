@@ -30,11 +30,22 @@ class ModelChoice:
 
 
 @dataclass(frozen=True)
+class LoraChoice:
+    """One LoRA to apply: its file and scale. (The request records what was applied as the
+    engine's `LoraRef`: name and content hash, never a path.)"""
+
+    path: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class GenerationParams:
-    """Everything needed to make (or remake) one image: the model to load and the request."""
+    """Everything needed to make (or remake) one image: the model to load, the LoRAs to apply
+    (the enabled ones, in list order) and the request."""
 
     choice: ModelChoice
     request: GenerationRequest
+    loras: tuple[LoraChoice, ...] = ()
 
     def with_(self, **changes: Any) -> GenerationParams:
         """A copy with fields of the request changed (`seed=...`)."""

@@ -34,6 +34,11 @@ class DataDir:
     def images(self) -> Path:
         return self.root / "images"
 
+    @property
+    def loras(self) -> Path:
+        """The LoRA library: .safetensors files put here are listed in the app (created on first use)."""
+        return self.root / "loras"
+
     def prepare(self) -> str | None:
         """Create the folders; return a one-line problem description if they are not writable."""
         try:

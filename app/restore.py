@@ -9,6 +9,7 @@ shown image.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,8 +33,10 @@ class RestoreController:
         self.window = window
         self.controls = window.controls
 
-    def restore_params(self, params: GenerationParams, prompt: bool = True) -> None:
-        """Put `params` in the controls, switching model (and precision) if they differ."""
+    def restore_params(self, params: GenerationParams, prompt: bool = True) -> GenerationParams:
+        """Put `params` in the controls, switching model (and precision) if they differ, and its
+        LoRAs in the LoRA list (found again by content hash). Returns the params to remake the
+        image with: the LoRAs that were found, as files."""
         w, c, choice = self.window, self.controls, params.choice
         if choice.source and (choice.source != c.current_model() or choice.quantize != c.quantize()):
             c.set_quantize(choice.quantize)
@@ -46,6 +49,8 @@ class RestoreController:
             if warm or not is_local(choice.source):
                 w.view.pending_restore = None  # nothing loading now: the values below stand
         c.apply_request(params.request, prompt=prompt)
+        loras = w.lora_controller.restore(params.request.loras)
+        return replace(params, request=params.request.with_(loras=()), loras=loras)
 
     # -- drag and drop of images made by the app (or the mlx-flux CLI) -----------------------
     @staticmethod
@@ -72,12 +77,12 @@ class RestoreController:
         # The request names the model that made it (a display name); load the one we have for it.
         restored = GenerationParams(ModelChoice(self._model_for_name(request.model or ""), self.controls.quantize()),
                                     request)
+        w.messageBar.dismiss()  # before restoring: a LoRA not found says so
         self.restore_params(restored)
         image = QImage(str(path))
         if not image.isNull():
             w.show_image(Shown(image, restored, path))
             w.set_pinned(True)
-        w.messageBar.dismiss()
         w.statusBar().showMessage(f"Settings restored from {path.name}", 4000)
         return True
 

@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings
 
 MAX_RECENT_MODELS = 8
+MAX_KNOWN_LORAS = 64
 
 
 class Settings:
@@ -53,6 +54,19 @@ class Settings:
         if isinstance(value, str):  # a one-element list comes back as a plain string
             value = [value]
         return [str(v) for v in value or [] if v]
+
+    # -- LoRAs --------------------------------------------------------------------------------
+    @property
+    def known_loras(self) -> list[str]:
+        """LoRA files added from outside the library folder, newest first (restore looks there too)."""
+        value = self._qs.value("lora/known", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in value or [] if v]
+
+    def remember_lora(self, path: str) -> None:
+        known = [path] + [p for p in self.known_loras if p != path]
+        self._set("lora/known", known[:MAX_KNOWN_LORAS])
 
     @property
     def quantize(self) -> int | None:

@@ -26,6 +26,8 @@ from app.historyview import HistoryPanel
 from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.jobs import JobQueue
+from app.loracontroller import LoraController
+from app.loras import lora_text
 from app.menus import build_menus
 from app.models import display_name, guess_variant, is_local, known_models
 from app.params import GenerationParams, ModelChoice
@@ -119,6 +121,9 @@ class MainWindow(QMainWindow):
         self.resize(min(1320, int(available.width() * 0.92)) if available else 1320,
                     min(820, int(available.height() * 0.9)) if available else 820)
 
+        self.loraPanel = self.controls.loraPanel
+        self.loraList, self.addLoraButton = self.loraPanel.loraList, self.loraPanel.addLoraButton
+        self.lora_controller = LoraController(self)
         self.restorer = RestoreController(self)
         self.history_controller = HistoryController(self)
 
@@ -252,8 +257,11 @@ class MainWindow(QMainWindow):
         return self.restorer.restore_from_file(path)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
-        # Our own drag-out passing over the window is not a request to restore.
-        if event.source() is None and self.restorer.dropped_image(event.mimeData()) is not None:
+        # Our own drag-out passing over the window is not a request to restore. A dropped
+        # .safetensors file is a LoRA to add; an image, settings to restore.
+        mime = event.mimeData()
+        if event.source() is None and (self.lora_controller.dropped_loras(mime)
+                                       or self.restorer.dropped_image(mime) is not None):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -262,6 +270,11 @@ class MainWindow(QMainWindow):
         self.dragEnterEvent(event)
 
     def dropEvent(self, event) -> None:  # noqa: N802
+        loras = self.lora_controller.dropped_loras(event.mimeData())
+        if loras:
+            event.acceptProposedAction()
+            self.lora_controller.add_dropped(loras)
+            return
         path = self.restorer.dropped_image(event.mimeData())
         if path is not None:
             event.acceptProposedAction()
@@ -338,7 +351,8 @@ class MainWindow(QMainWindow):
 
     def _on_load_progress(self, message: str, fraction: float) -> None:
         text = self.imagePanel.show_loading(message, fraction)
-        self.modelStatusLabel.setText(f"Loading {display_name(self.controls.current_model())}…")
+        if not message.startswith("Applying LoRAs"):  # LoRAs switch on the loaded model
+            self.modelStatusLabel.setText(f"Loading {display_name(self.controls.current_model())}…")
         if self.previewView.image().isNull():
             self.previewView.set_placeholder(text)
 
@@ -433,7 +447,7 @@ class MainWindow(QMainWindow):
 
     def _on_idle(self) -> None:
         self.controls.set_busy(False)
-        if self.progressLabel.text().startswith(("Step", "Image", "Starting", "Cancelling", "Loading")):
+        if self.progressLabel.text().startswith(("Step", "Image", "Starting", "Cancelling", "Loading", "Applying")):
             self.imagePanel.reset_progress("Ready")
 
     def _update_model_status(self) -> None:
@@ -462,6 +476,8 @@ class MainWindow(QMainWindow):
             if p.guidance is not None:
                 parts.append(f"guidance {p.guidance:g}")
             parts.append(str(p.request.model or display_name(p.choice.source)))
+            if p.request.loras:
+                parts.append(f"LoRA {lora_text(p.request.loras)}")
             self.imageInfoLabel.setText(" · ".join(parts))
         else:
             self.imageInfoLabel.setText("")

@@ -21,7 +21,7 @@ from PySide6.QtGui import QImage
 
 from app.errors import describe_error
 from app.imaging import pil_to_qimage, thumbnail_png
-from app.params import GenerationParams, ModelChoice
+from app.params import GenerationParams, LoraChoice, ModelChoice
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class Worker(QObject):
     loadProgress = Signal(str, float)  # message, fraction 0..1 (or -1 when unknown) while loading/warming
     modelReady = Signal(object)  # ModelInfo, once a model is loaded and warm
     modelFailed = Signal(str, str)  # model source, user-facing message
+    loraFailed = Signal(str, str)  # the LoRA file that could not be applied, user-facing message
     jobStarted = Signal(int)  # id of the first job of a run, when the worker picks the run up
     progress = Signal(int, int, float)  # step (1-based), total steps, seconds elapsed (over a whole batch)
     # A batch only, just before each progress: the images being made, first..last (1-based) of
@@ -153,6 +154,8 @@ class Worker(QObject):
         self._cancel_load = False
         self._loaded_now: ModelInfo | None = None  # set by the load that modelReady announced
         self._runs_waiting = 0  # runs the queue has sent that have not started: warm-up skips then
+        # The LoRA set last applied to the pipeline; None: unknown (after a failed set_loras).
+        self._applied: tuple[LoraChoice, ...] | None = ()
 
     # -- thread-safe, called from the GUI thread -------------------------------------------
     def cancel(self, job_id: int) -> None:
@@ -225,10 +228,32 @@ class Worker(QObject):
         except Exception as exc:
             self.failed.emit(first.id, self._report_model_failure(choice, exc))
             return
+        try:
+            self._apply_loras(run.params.loras)
+        except Exception as exc:
+            self.failed.emit(first.id, self._report_lora_failure(run.params.loras, exc))
+            return
         if len(live) == 1:
             self._run_single(run, first, info)
         else:
             self._run_batch(run, live, info)
+
+    def _apply_loras(self, loras: tuple[LoraChoice, ...]) -> None:
+        """Make `loras` the pipeline's active set, unless they already are (no model reload:
+        the engine switches LoRAs on the loaded weights)."""
+        if loras == self._applied:
+            return
+        self.loadProgress.emit("Applying LoRAs…", -1.0)
+        self._applied = None  # until the engine says it worked
+        self._pipe.set_loras([(lora.path, lora.scale) for lora in loras])
+        self._applied = loras
+
+    def _report_lora_failure(self, loras: tuple[LoraChoice, ...], exc: BaseException) -> str:
+        """Say which LoRA failed and why; the model stays loaded for the next run."""
+        log.warning("applying LoRAs %s failed", loras, exc_info=True)
+        message = describe_error(exc)
+        self.loraFailed.emit(_failed_lora(loras, exc) or "", message)
+        return message
 
     def _step_reporter(self, stop: Callable[[], bool], offset: int = 0, total: int | None = None,
                        started: float | None = None,
@@ -331,7 +356,7 @@ class Worker(QObject):
 
     def _finish(self, job: Job, path: Path, info: ModelInfo, result: Any, started_at: float) -> JobResult:
         """Save the image with the engine's resolved request (what made it) and report it."""
-        used = GenerationParams(job.params.choice, result.request)
+        used = GenerationParams(job.params.choice, result.request, job.params.loras)
         finished_at = time.time()
         saved_path: Path | None = path
         save_error = None
@@ -378,6 +403,9 @@ class Worker(QObject):
             default_guidance=None if guidance is None else float(guidance),
         )
         self._pipe, self._info = pipe, info
+        # A freshly loaded model has no LoRAs; one that comes with some (a cached pipeline) is
+        # given its set at the next run.
+        self._applied = None if getattr(pipe, "loras", ()) else ()
         if warm is not None:
             self._warm_up(*warm)
         self._loaded_now = info
@@ -415,6 +443,25 @@ def _chunk_size(pipe: Any, width: int, height: int, count: int) -> int:
         return max(1, min(count, int(pipe.auto_max_batch(width, height))))
     except Exception:  # an engine (or stand-in) that does not say: one batch
         return count
+
+
+def _failed_lora(loras: tuple[LoraChoice, ...], exc: BaseException) -> str | None:
+    """The file among `loras` that made set_loras fail: the one its message names (the engine's
+    messages start with the file name), else the first one that does not read on its own."""
+    text = str(exc)
+    named = [lora.path for lora in loras if Path(lora.path).name in text]
+    if named:
+        return max(named, key=lambda p: (text.startswith(Path(p).name), len(Path(p).name)))
+    try:
+        from mlx_flux.lora_formats import read_lora  # worker thread: MLX is allowed here
+    except Exception:
+        return None
+    for lora in loras:
+        try:
+            read_lora(lora.path)
+        except Exception:
+            return lora.path
+    return None
 
 
 def _short_name(source: str) -> str:

@@ -21,7 +21,6 @@ Layouts (what writes them):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,13 +29,9 @@ from typing import Callable, Mapping
 
 import mlx.core as mx
 
-from .errors import FluxError
+from .lora_info import LoraError, file_sha256
 from .transformer import _DOUBLE, _FUSION_ORDER, _SINGLE, _TOP
 from .weights import read_header
-
-
-class LoraError(FluxError, ValueError):
-    """A LoRA file that is missing, corrupt, or not a FLUX.1 LoRA we can read (one line)."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +73,7 @@ class LoraFile:
     def fingerprint(self) -> str:
         """Short content hash of the file: the first 12 hex digits of its sha256 (streamed)."""
         if "sha256" not in self._digest:  # hashing a large file costs a read: only when asked
-            h = hashlib.sha256()
-            with open(self.path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            self._digest["sha256"] = h.hexdigest()
+            self._digest["sha256"] = file_sha256(self.path)
         return self._digest["sha256"][:12]
 
 
