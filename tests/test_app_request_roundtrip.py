@@ -47,7 +47,7 @@ def test_engine_png_history_and_controls_hold_the_same_request(qtbot, tmp_path, 
         click_history_row(qtbot, window, 0)
         restored = window.controls.params()
         assert restored.choice == entry.choice
-        assert restored.request == made.with_(model=None, quantize=None)  # the fields the engine fills in
+        assert restored.request == made.with_(model=None, quantize=None, mode=None)  # the fields the engine fills in
 
         # Generating from the restored settings makes the same image.
         with qtbot.waitSignal(window.queue.finished, timeout=TIMEOUT) as blocker:
