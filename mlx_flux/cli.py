@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model folder, BFL single .safetensors file, or hub repo id (schnell, dev)")
     g.add_argument("--base", help="with a single file: folder or repo id with text encoders and VAE")
     g.add_argument("--prompt", "-p", required=True)
-    g.add_argument("--width", type=int, default=1024)
-    g.add_argument("--height", type=int, default=1024)
+    g.add_argument("--width", type=int, help="default 1024, or the input image's own size (multiples of 16)")
+    g.add_argument("--height", type=int, help="default 1024, or the input image's own size (multiples of 16)")
     g.add_argument("--steps", type=int, help="denoising steps (default: schnell 4, dev 28)")
     g.add_argument("--guidance", type=float, help="guidance scale for dev models (default 3.5)")
     seeds = g.add_mutually_exclusive_group()
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", "-o", default="flux-{seed}.png", help="output PNG; may contain {seed}")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _lora_flag(g)
+    g.add_argument("--image", help="an input image: img2img's start, or the image a Kontext model edits")
+    g.add_argument("--strength", type=float,
+                   help="img2img: how much of the schedule runs, in (0, 1] (default 0.6; 1 = text-to-image)")
     g.add_argument("--split-model", action="store_true",
                    help="under mlx.launch: split the transformer's blocks across ranks")
     g.add_argument("--quiet", action="store_true", help="no progress output")
@@ -67,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--base", help="with a single file: folder or repo id with text encoders and VAE")
     _lora_flag(q, "bake into the quantized model (recorded in its manifest)")
     return parser
+
+
+def _input_image(args):
+    """--image read and checked before any model is loaded (its errors are the user's)."""
+    if args.image is None:
+        return None
+    from .images import load_image
+
+    return load_image(args.image)
 
 
 def _lora_flag(parser: argparse.ArgumentParser, what: str = "apply") -> None:
@@ -162,7 +174,9 @@ def _request(args, seeds: list[int]):
     from .request import GenerationRequest
 
     request = GenerationRequest(args.prompt, width=args.width, height=args.height, steps=args.steps,
-                                guidance=args.guidance)
+                                guidance=args.guidance, strength=args.strength)
+    if args.strength is not None and args.image is None:
+        raise UsageError("--strength is for img2img: give an --image too")
     try:
         for seed in seeds:
             request.with_(seed=seed).check()
@@ -175,6 +189,7 @@ def cmd_generate(args) -> int:
     seeds = _seed_list(args)
     request = _request(args, seeds)
     loras = _loras(args)
+    image = _input_image(args)
     distributed = args.split_model or _distributed_world() > 1
     if distributed and _distributed_rank() != 0:
         # Only rank 0 writes images: another machine's ranks need not have the output folder.
@@ -185,7 +200,7 @@ def cmd_generate(args) -> int:
     if distributed:
         from .distributed import run_generate_distributed
 
-        return run_generate_distributed(args, request, seeds, paths, loras)
+        return run_generate_distributed(args, request, seeds, paths, loras, image)
 
     from .metadata import save_png
     from .pipeline import FluxPipeline
@@ -198,9 +213,9 @@ def cmd_generate(args) -> int:
                                             loras=loras)
         status.done_loading(time.perf_counter() - t0)
         if len(seeds) == 1:
-            results = [pipe.generate(request.with_(seed=seeds[0]), callback=status.step)]
+            results = [pipe.generate(request.with_(seed=seeds[0]), callback=status.step, image=image)]
         else:
-            results = pipe.generate_batch(request, seeds=seeds, callback=status.step)
+            results = pipe.generate_batch(request, seeds=seeds, callback=status.step, image=image)
     finally:
         status.clear()
     if results[0].prompt_truncated:

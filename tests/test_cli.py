@@ -246,3 +246,60 @@ def test_quantize_bakes_loras_in_and_lists_them(tiny_schnell, tmp_path):
         baked_px, applied_px, plain_px = (np.asarray(im, np.int16) for im in (b, a, p))
     # merged before quantizing vs a float side path on the quantized base: close, and both away from the base
     assert np.abs(baked_px - applied_px).mean() < np.abs(baked_px - plain_px).mean() / 3
+
+
+# --- input images --------------------------------------------------------------------------------
+
+def _picture(path, size=(64, 48)):
+    Image.effect_mandelbrot(size, (-2, -1.2, 1, 1.2), 60).convert("RGB").save(path)
+    return path
+
+
+def test_img2img_from_the_command_line(tiny_schnell, tmp_path):
+    from mlx_flux.metadata import read_request
+
+    src = _picture(tmp_path / "in.png", (70, 50))
+    out = tmp_path / "out.png"
+    proc = run("generate", "--model", tiny_schnell, "--prompt", "a red fox", "--image", src, "--strength", 0.5,
+               "--steps", 4, "--seed", 2, "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "step 2/2" in proc.stderr  # strength 0.5 of 4 steps
+    request = read_request(out)
+    assert (request.mode, request.strength, request.width, request.height) == ("img2img", 0.5, 64, 48)
+    assert str(tmp_path) not in (run("info", out).stdout)  # the input is named by its hash, not its path
+
+
+def test_kontext_edits_from_the_command_line(tiny_kontext, tmp_path):
+    from mlx_flux.metadata import read_request
+
+    src = _picture(tmp_path / "in.png", (48, 32))
+    out = tmp_path / "edit.png"
+    proc = run("generate", "--model", tiny_kontext, "--prompt", "make it night", "--image", src, "--width", 48,
+               "--height", 32, "--steps", 2, "--seed", 2, "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    request = read_request(out)
+    assert (request.mode, request.guidance, request.image.width, request.image.height) == ("edit", 2.5, 48, 32)
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--image", "{missing}"], ["no such image file", "missing.png"]),
+    (["--image", "{junk}"], ["cannot read junk.png as an image"]),
+    (["--image", "{good}", "--strength", 0], ["strength must be more than 0 and at most 1, not 0"]),
+    (["--image", "{good}", "--strength", 1.5], ["strength must be more than 0 and at most 1"]),
+    (["--strength", 0.5], ["--strength is for img2img: give an --image too"]),
+])
+def test_bad_input_images_are_one_line_errors(tiny_schnell, tmp_path, extra, fragments):
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG not really")
+    names = {"missing": tmp_path / "missing.png", "junk": tmp_path / "junk.png",
+             "good": _picture(tmp_path / "good.png")}
+    out = tmp_path / "never.png"
+    proc = run("generate", "--model", tiny_schnell, "--prompt", "x", "--steps", 1, "--output", out,
+               *[a.format(**names) if isinstance(a, str) else a for a in extra])
+    assert_clean_failure(proc, *fragments)
+    assert not out.exists()
+
+
+def test_kontext_refuses_a_strength(tiny_kontext, tmp_path):
+    proc = run("generate", "--model", tiny_kontext, "--prompt", "x", "--image", _picture(tmp_path / "in.png"),
+               "--strength", 0.5, "--steps", 1, "--output", tmp_path / "never.png")
+    assert_clean_failure(proc, "edits its input image: it takes no strength")

@@ -123,6 +123,28 @@ def test_split_model_with_loras_equals_one_process(tiny_schnell, tmp_path):
     assert read_metadata(split / "flux-3.png")["loras"][0]["scale"] == 0.7
 
 
+@pytest.mark.parametrize("model, mode, how", [("tiny_kontext", "edit", "--split-model"),
+                                              ("tiny_schnell", "img2img", "--seeds=3,4,5")])
+def test_image_inputs_under_mlx_launch_as_one_process(model, mode, how, request, tmp_path):
+    """Kontext's reference tokens (ids with first axis 1) go through the split model: the ranks
+    get those ids from rank 0 and only the output's velocity comes back to the sampler; img2img
+    seeds split across ranks start from the same encoded image."""
+    Image.effect_mandelbrot((48, 32), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(tmp_path / "in.png")
+    common = ["generate", "--model", request.getfixturevalue(model), *ARGS, "--seeds", "3",
+              "--image", tmp_path / "in.png"]
+    single, split = tmp_path / "single", tmp_path / "split"
+    single.mkdir()
+    split.mkdir()
+    proc = run([SCRIPT, *common], cwd=single)
+    assert proc.returncode == 0, proc.stderr
+    proc = run([LAUNCH, "-n", 2, "--backend", "ring", "--starting-port", free_ports(), "--cwd", split, "--",
+                SCRIPT, *common, how], cwd=split)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    np.testing.assert_array_equal(pixels(split / "flux-3.png"), pixels(single / "flux-3.png"))
+    assert read_metadata(split / "flux-3.png") == read_metadata(single / "flux-3.png")
+    assert read_metadata(split / "flux-3.png")["mode"] == mode
+
+
 # --- in process -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])

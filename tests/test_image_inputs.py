@@ -190,3 +190,18 @@ def test_kontext_without_an_image_is_a_dev_model(pipes, tiny_dev, tiny_kontext):
     b = pipes["dev"].generate(PROMPT, width=32, height=32, steps=2, guidance=3.5, seed=4)
     np.testing.assert_array_equal(a.latents, b.latents)
     assert a.request.mode == "text-to-image"
+
+
+def test_low_memory_quantized_and_previews_work_for_both_modes(tiny_schnell, tiny_kontext, pipes):
+    image, eps = picture(48, 32), noise(48, 32)
+    low = FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", low_memory=True)
+    a = low.generate(PROMPT, image=image, width=48, height=32, steps=3, latents=eps, seed=1)
+    b = pipes["schnell"].generate(PROMPT, image=image, width=48, height=32, steps=3, latents=eps, seed=1)
+    np.testing.assert_array_equal(a.latents, b.latents)
+    q = FluxPipeline.from_pretrained(tiny_kontext, dtype="float32", quantize=8)
+    previews = []
+    edited = q.generate(PROMPT, image=image, width=48, height=32, steps=3, latents=eps, seed=1,
+                        callback=lambda e: previews.append(e.preview()))
+    full = pipes["kontext"].generate(PROMPT, image=image, width=48, height=32, steps=3, latents=eps, seed=1)
+    assert rel_err(edited.latents, full.latents) < 0.05 and edited.request.quantize == 8
+    assert len(previews) == 3 and previews[0].size == (6, 4)  # the output's tokens only, not the reference's
