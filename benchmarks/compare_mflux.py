@@ -22,6 +22,9 @@ the VAE decode in tiles).
 Peaks: MLX's peak of allocated memory, and the process's peak resident set (RSS), which
 also counts cached buffers, the Python runtime and libraries.
 
+`--kontext` times a FLUX.1 Kontext step: a reference image of the output's size rides along
+(twice the image tokens, the reference's ids with first axis 1), as both engines run it.
+
 `--loras N` applies N random LoRAs (rank `--lora-rank`, every linear layer of the blocks,
 diffusers layout) from the same files to both engines before the steps are timed, and
 reports the time applying them took ("apply": reading the files and setting them up; for us
@@ -102,11 +105,19 @@ def worker_step_ours(args) -> dict:
     img, txt, pooled = _inputs(args, mx)
     mx.eval(img, txt, pooled)
     mx.reset_peak_memory()
-    cond = model.prepare(txt, pooled, sampler.image_ids(args.size, args.size), sampler.text_ids(args.t5_length),
-                         guidance=mx.array([3.5]))
+    img_ids = sampler.image_ids(args.size, args.size)
+    if args.kontext:  # the reference's tokens (random latents) and ids, after the output's
+        ref_ids = mx.concatenate([mx.ones_like(img_ids[:, :1]), img_ids[:, 1:]], axis=1)
+        img_ids = mx.concatenate([img_ids, ref_ids], axis=0)
+        img = mx.concatenate([img, mx.random.normal(img.shape, key=mx.random.key(7))], axis=1)
+        mx.eval(img)
+    cond = model.prepare(txt, pooled, img_ids, sampler.text_ids(args.t5_length), guidance=mx.array([3.5]))
     mx.eval(cond)
     sig = _sigmas(args.warmup + args.repeat)
     step = model.compiled_step if args.compile else model.step
+    if args.kontext:
+        n = img.shape[1] // 2
+        full_step, step = step, lambda x, t, c: full_step(x, t, c)[:, :n]  # the output's velocity only
     with memory.bounded_steps(cfg, 1, img.shape[1] + args.t5_length):  # as FluxPipeline runs its steps
         times = _time_steps(lambda i: step(img, mx.array([sig[i]]), cond), args, mx)
     return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights, **applied}
@@ -193,8 +204,19 @@ def worker_step_mflux(args) -> dict:
     config = Config(model_config=model_config, num_inference_steps=steps, height=args.size, width=args.size,
                     guidance=3.5)
 
+    kontext_ids = None
+    if args.kontext:  # as mflux's FluxKontext (KontextUtil): the reference at the output's size, ids (1, row, col)
+        side = args.size // 16
+        rows, cols = mx.meshgrid(mx.arange(side), mx.arange(side), indexing="ij")
+        kontext_ids = mx.stack([mx.ones((side, side)), rows, cols], axis=-1).reshape(1, side * side, 3)
+        img = mx.concatenate([img, mx.random.normal(img.shape, key=mx.random.key(7)).astype(dtype)], axis=1)
+        mx.eval(img, kontext_ids)
+    n = img.shape[1] // (2 if args.kontext else 1)
+
     def run(i):
-        return model(t=i, config=config, hidden_states=img, prompt_embeds=txt, pooled_prompt_embeds=pooled)
+        out = model(t=i, config=config, hidden_states=img, prompt_embeds=txt, pooled_prompt_embeds=pooled,
+                    kontext_image_ids=kontext_ids)
+        return out[:, :n]
 
     times = _time_steps(run, args, mx)
     return {"seconds": times, "peak": mx.get_peak_memory(), "weights": weights, **applied}
@@ -292,6 +314,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="alternate the engines this many times")
     p.add_argument("--only", choices=["step", "vae"], help="run one of the two comparisons")
     p.add_argument("--vae-size", type=int, help="image side for the VAE decode (default: --size)")
+    p.add_argument("--kontext", action="store_true", help="a Kontext step: a reference image's tokens ride along")
     p.add_argument("--loras", type=int, default=0, help="apply this many random LoRAs to both transformers")
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--mflux-bake", action=argparse.BooleanOptionalAction, default=True,
@@ -329,6 +352,7 @@ def main() -> None:
           + (f", {args.quantize}-bit" if args.quantize else "") + (", compiled" if args.compile else "")
           + (", mflux with our cache setting" if args.mflux_cache else "")
           + (", ours as in low-memory mode" if args.low_memory else "")
+          + (", Kontext (a reference image of the same size)" if args.kontext else "")
           + (f", {args.loras} LoRA(s) of rank {args.lora_rank} (mflux {'baked' if args.mflux_bake else 'side paths'})"
              if args.loras else ""))
     results: dict[str, dict] = {}

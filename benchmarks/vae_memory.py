@@ -1,7 +1,9 @@
-"""Peak memory and time of a FLUX-size VAE decode (random weights), tiled and untiled.
+"""Peak memory and time of a FLUX-size VAE decode (random weights), tiled and untiled, and of
+the encode an input image goes through (img2img, Kontext), against the same budget.
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 \\
-        python benchmarks/vae_memory.py [--sizes 512 1024] [--dtype float32] [--tile 64]
+        python benchmarks/vae_memory.py [--sizes 512 1024] [--dtype float32] [--tile 64] \\
+        [--modes untiled tiled auto encode]
 
 (On Linux the mlx wheel bundles the reference BLAS; preloading OpenBLAS makes the
 convolutions ~10x faster and does not change the memory.) Weights are random, so the
@@ -26,7 +28,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--tile", type=int, default=64, help="tile size in latent pixels for the tiled run")
     parser.add_argument("--modes", nargs="+", default=["untiled", "tiled"],
-                        choices=["untiled", "tiled", "auto"])
+                        choices=["untiled", "tiled", "auto", "encode"])
     args = parser.parse_args()
 
     config = AutoEncoderConfig()  # FLUX.1: ch 128, mult [1,2,4,4], 16 latent channels
@@ -45,16 +47,20 @@ def main() -> None:
         auto = "tiled" if estimate > autoencoder._TILE_ABOVE_BYTES else "untiled"
         print(f"{size}x{size}: untiled estimate {estimate / 2**30:.2f} GiB -> tile=None decodes {auto}")
         for mode in args.modes:
-            tile = {"untiled": 0, "tiled": args.tile, "auto": None}[mode]
             mx.clear_cache()
             mx.reset_peak_memory()
             start = time.perf_counter()
-            image = vae.decode(z, tile=tile)
-            mx.eval(image)
+            if mode == "encode":  # an input image, as FluxPipeline encodes it (posterior mean)
+                out = vae.encode(mx.random.uniform(-1, 1, (1, size, size, 3), key=mx.random.key(1)))
+                mx.eval(out)
+                assert out.shape == z.shape
+            else:
+                out = vae.decode(z, tile={"untiled": 0, "tiled": args.tile, "auto": None}[mode])
+                mx.eval(out)
+                assert out.shape == (1, size, size, 3)
             seconds = time.perf_counter() - start
             peak = mx.get_peak_memory()
-            assert image.shape == (1, size, size, 3)
-            del image
+            del out
             print(f"{size:>4}x{size:<5} {mode:>8} {peak / 2**30:>9.2f} G "
                   f"{(peak - weights) / 2**30:>13.2f} G {seconds:>7.1f}s", flush=True)
 
