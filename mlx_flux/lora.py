@@ -17,6 +17,7 @@ The file formats (which keys map to which of our layers) are `lora_formats`'s bu
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -25,6 +26,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .lora_formats import LoraError, LoraFile, LoraUpdate
+from .request import InputError
 
 
 class LoraLinear(nn.Module):
@@ -92,6 +94,31 @@ def remove_loras(model: nn.Module) -> None:
     for path, module in list(model.named_modules()):
         if isinstance(module, LoraLinear):
             _set(model, path, module.base)
+
+
+def lora_scale(value: float) -> float:
+    """A scale as given by a caller, checked: any finite number (negative ones too)."""
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"a LoRA scale must be a number, not {value!r}") from None
+    if not math.isfinite(scale):
+        raise InputError(f"a LoRA scale must be a finite number, not {value!r}")
+    return scale
+
+
+def text_encoder_part(loras: Sequence[ActiveLora]) -> list[tuple[str, float]]:
+    """What of a LoRA set changes the text encoder (and so the prompt embeddings)."""
+    return [(str(a.file.path), a.scale) for a in loras if any(u.component == "text_encoder" for u in a.file.updates)]
+
+
+def lora_target(transformer) -> tuple[nn.Module, dict[str, int] | None]:
+    """The Flux module LoRAs go on, and its first block indices when it holds a slice
+    (`--split-model`'s rank 0 stands in for the whole model and holds the first blocks)."""
+    model = getattr(transformer, "model", transformer)
+    if model is transformer:
+        return model, None
+    return model, {"double_blocks": 0, "single_blocks": 0}
 
 
 def active_layers(model: nn.Module) -> list[str]:

@@ -11,29 +11,28 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import math
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import mlx.core as mx
 import numpy as np
 from PIL import Image
 
-from . import hub, images, memory, quantized_io, sampler, variants
+from . import hub, image_modes, images, memory, quantized_io, sampler, variants
 from .autoencoder import load_autoencoder
 from .clip import load_clip
 from .engine import GenerationResult, ImageInput, StepCallback, StepEvent
 from .images import InputImage, load_image
 from .loader import load_component
 from .loading import ModelFiles, find_files
-from .lora import ActiveLora, apply_loras
+from .lora import ActiveLora, apply_loras, lora_scale, lora_target, text_encoder_part
 from .lora_formats import LoraError, read_lora
 from .preview import LatentPreviewer
-from .request import EDIT, IMAGE_TO_IMAGE, TEXT_TO_IMAGE, GenerationRequest, ImageRef, InputError, LoraRef
+from .request import EDIT, IMAGE_TO_IMAGE, GenerationRequest, ImageRef, InputError, LoraRef
 from .t5 import SPEC as T5_SPEC
 from .tokenizers import CLIPTokenizer, T5Tokenizer
 from .transformer import FluxConfig, load_transformer
@@ -147,8 +146,8 @@ class FluxPipeline:
         one .safetensors file) or `owner/repo:file.safetensors`, resolved through the Hugging
         Face cache as models are. Cached prompt embeddings made with other CLIP LoRAs are dropped.
         """
-        active = tuple(ActiveLora(read_lora(hub.resolve_file(source)), _scale(scale)) for source, scale in loras)
-        transformer, blocks = _lora_target(self.transformer)
+        active = tuple(ActiveLora(read_lora(hub.resolve_file(source)), lora_scale(scale)) for source, scale in loras)
+        transformer, blocks = lora_target(self.transformer)
         try:
             apply_loras(transformer, active, "transformer", blocks)
             if self._clip is not None:
@@ -158,7 +157,7 @@ class FluxPipeline:
             if self._clip is not None:
                 apply_loras(self._clip, self._loras, "text_encoder")
             raise
-        if _clip_part(active) != _clip_part(self._loras):
+        if text_encoder_part(active) != text_encoder_part(self._loras):
             self._prompts.clear()  # embeddings of the text encoder the old set changed
         self._loras = active
 
@@ -196,44 +195,15 @@ class FluxPipeline:
         the model's name, precision and LoRAs, and what it starts from (`mode`): exactly what
         the result will record.
 
-        With an input `image`, a text-to-image model does img2img (strength default 0.6; the
-        size defaults to the image's own, rounded down to multiples of 16, and the image is
-        resized to the output size) and a Kontext model edits it (no strength; without a size
-        the output and the reference take the Kontext resolution nearest the image's aspect
-        ratio, the reference resized to it; with one, the reference is used at its own size
-        rounded down to multiples of 16, cropped, not resampled). `request.image` records the
-        image's content hash and the size the model saw it at; a request that has one needs
-        the same image again.
+        With an input `image`, a text-to-image model does img2img (strength default 0.6) and a
+        Kontext model edits it; `image_modes.plan` gives the sizing rules. `request.image`
+        records the image's content hash and the size the model saw it at; a request that has
+        one needs the same image again.
         """
         request.check()
         guided = self.transformer.config.guidance_embed
         picture = load_image(image) if image is not None else None
-        width, height, used, mode = request.width, request.height, None, TEXT_TO_IMAGE
-        if picture is None:
-            if request.image is not None:
-                raise InputError(f"this request starts from an input image ({request.image.width}x"
-                                 f"{request.image.height}, {request.image.fingerprint}): pass it as image=")
-            if request.strength is not None:
-                raise InputError("strength is for img2img: give an input image too")
-        elif request.image is not None and request.image.fingerprint != picture.ref.fingerprint:
-            raise InputError(f"the image given ({picture.ref.fingerprint}) is not the request's input image "
-                             f"({request.image.fingerprint})")
-        elif self.variant_info.edits:
-            if request.strength is not None:
-                raise InputError(f"{self.model_name} edits its input image: it takes no strength")
-            mode = EDIT
-            if request.image is not None:  # a re-run: the reference as it was used
-                used = (request.image.width, request.image.height)
-            elif width is None and height is None:
-                used = images.kontext_size(picture)
-            else:
-                used = images.own_size(picture)
-            width, height = width or used[0], height or used[1]
-        else:
-            mode = IMAGE_TO_IMAGE
-            own = images.own_size(picture)
-            width, height = width or own[0], height or own[1]
-            used = (width, height)
+        width, height, used, mode = image_modes.plan(request, picture, self.variant_info, self.model_name)
         return request.with_(
             width=1024 if width is None else int(width), height=1024 if height is None else int(height),
             steps=self.default_steps if request.steps is None else int(request.steps),
@@ -242,8 +212,8 @@ class FluxPipeline:
             else None,
             seed=secrets.randbelow(2**32) if request.seed is None else int(request.seed),
             image=None if picture is None else ImageRef(picture.ref.fingerprint, *used),
-            strength=(0.6 if request.strength is None else float(request.strength)) if mode == IMAGE_TO_IMAGE
-            else None,
+            strength=(image_modes.DEFAULT_STRENGTH if request.strength is None else float(request.strength))
+            if mode == IMAGE_TO_IMAGE else None,
             model=self.model_name, quantize=self.quantize, loras=self.loras, mode=mode,
         )
 
@@ -374,10 +344,14 @@ class FluxPipeline:
         steps = self.sampler_for(request)
         reference = None
         if request.mode == IMAGE_TO_IMAGE:
-            steps = steps.start_at(strength_start(steps.steps, request.strength))
-            x = self._img2img_start(request, x, steps.sigmas[0], image)
+            steps = steps.start_at(image_modes.strength_start(steps.steps, request.strength))
+            if steps.sigmas[0] < 1.0:  # at 1 the image would be multiplied by 0: pure noise, as text-to-image
+                z = self._encode_image(images.fit(image, request.width, request.height))
+                x = image_modes.img2img_start(x, z, steps.sigmas[0])
         elif request.mode == EDIT:
-            reference = self._reference(request, image)
+            w, h = request.image.width, request.image.height
+            pixels = image_modes.reference_pixels(image, w, h)
+            reference = image_modes.Reference.of(self._encode_image(pixels), w, h)
         timings["encode"] = time.perf_counter() - t0
 
         meter.start("denoise")
@@ -419,32 +393,14 @@ class FluxPipeline:
         mx.clear_cache()  # the encoder's full-resolution buffers are no use to the steps
         return z
 
-    def _img2img_start(self, request: GenerationRequest, noise: mx.array, sigma: float,
-                       image: InputImage) -> mx.array:
-        """The flow-matching start at noise level sigma: sigma * noise + (1 - sigma) * the image's latents."""
-        if sigma == 1.0:  # strength 1: pure noise, as text-to-image (the image would be multiplied by 0)
-            return noise
-        z = self._encode_image(images.fit(image, request.width, request.height))
-        return sigma * noise + (1.0 - sigma) * z
-
-    def _reference(self, request: GenerationRequest, image: InputImage) -> Reference:
-        """A Kontext model's reference image: its packed latents and their position ids (first axis 1)."""
-        w, h = request.image.width, request.image.height
-        own = images.own_size(image)
-        pixels = images.crop_to_grid(image) if (w, h) == own else images.fit(image, w, h)
-        tokens = sampler.pack(self._encode_image(pixels))
-        ids = sampler.image_ids(h, w)
-        ids = mx.concatenate([mx.ones_like(ids[:, :1]), ids[:, 1:]], axis=1)  # told apart from the output's
-        return Reference(tokens, ids)
-
     def _denoise(self, request: GenerationRequest, emb: PromptEmbedding, x: mx.array, steps: sampler.Sampler,
-                 callback: StepCallback | None, reference: Reference | None = None) -> mx.array:
+                 callback: StepCallback | None, reference: image_modes.Reference | None = None) -> mx.array:
         """Run the sampler from latents x [B, H/8, W/8, C]; returns the final latents, same layout."""
         h, w = request.height, request.width
         packed = sampler.pack(x)
         extra = None if reference is None else reference.ids
         cond = self.condition(emb, packed.shape[0], h, w, request.guidance, extra_ids=extra)
-        model = self.transformer if reference is None else _WithReference(self.transformer, reference.tokens)
+        model = self.transformer if reference is None else image_modes.WithReference(self.transformer, reference.tokens)
         tokens = packed.shape[1] + emb.txt.shape[1] + (0 if reference is None else reference.tokens.shape[1])
         total = len(steps.sigmas) - 1
         t1 = time.perf_counter()
@@ -478,70 +434,6 @@ class FluxPipeline:
             return self._previewer(sampler.unpack(x0[:1], height, width)[0])
 
         return preview
-
-
-class Reference(NamedTuple):
-    """A reference image's tokens for the transformer, beside the output's (Kontext)."""
-
-    tokens: mx.array  # packed latents [1, M, C]
-    ids: mx.array     # their position ids [M, 3]
-
-
-class _WithReference:
-    """The transformer as the sampler sees it when a reference image's tokens ride along: the
-    reference tokens follow the output's in every step, and only the output's velocity is kept."""
-
-    def __init__(self, model, tokens: mx.array):
-        self.model, self.tokens = model, tokens
-
-    @property
-    def dtype(self) -> mx.Dtype:
-        return self.model.dtype
-
-    def step(self, img: mx.array, t: mx.array, cond) -> mx.array:
-        return self._run(self.model.step, img, t, cond)
-
-    def compiled_step(self, img: mx.array, t: mx.array, cond) -> mx.array:
-        return self._run(self.model.compiled_step, img, t, cond)
-
-    def _run(self, step, img: mx.array, t: mx.array, cond) -> mx.array:
-        n = img.shape[1]
-        ref = mx.broadcast_to(self.tokens, (img.shape[0], *self.tokens.shape[1:])).astype(img.dtype)
-        return step(mx.concatenate([img, ref], axis=1), t, cond)[:, :n]
-
-
-def strength_start(steps: int, strength: float) -> int:
-    """The first step img2img runs at `strength`, as diffusers cuts the schedule (in float64:
-    50 steps at strength 0.56 run 29, not 28, since 50 x 0.56 = 28.000000000000004); a
-    strength that leaves no step is refused."""
-    start = int(max(steps - min(steps * strength, steps), 0))
-    if start >= steps:
-        raise InputError(f"strength {strength} leaves no step of {steps}: raise the strength or the steps")
-    return start
-
-
-def _scale(value: float) -> float:
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"a LoRA scale must be a number, not {value!r}") from None
-    if not math.isfinite(scale):
-        raise InputError(f"a LoRA scale must be a finite number, not {value!r}")
-    return scale
-
-
-def _clip_part(loras: Sequence[ActiveLora]) -> list[tuple[str, float]]:
-    """What of a LoRA set changes the text encoder (and so the prompt embeddings)."""
-    return [(str(a.file.path), a.scale) for a in loras if any(u.component == "text_encoder" for u in a.file.updates)]
-
-
-def _lora_target(transformer) -> tuple[object, dict[str, int] | None]:
-    """The Flux module LoRAs go on, and its first block indices when it holds a slice
-    (`--split-model`'s rank 0 holds the first blocks of each list)."""
-    model = getattr(transformer, "model", transformer)
-    if model is transformer:
-        return model, None
-    return model, {"double_blocks": 0, "single_blocks": 0}
 
 
 def _request(prompt: str | GenerationRequest, **options) -> GenerationRequest:

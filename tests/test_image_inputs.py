@@ -13,7 +13,7 @@ from PIL import Image
 
 from mlx_flux import FluxPipeline
 from mlx_flux.images import kontext_size, load_image
-from mlx_flux.pipeline import strength_start
+from mlx_flux.image_modes import strength_start
 from mlx_flux.request import GenerationRequest, ImageRef, InputError
 
 PROMPT = "the same scene at night"
