@@ -228,8 +228,8 @@ class FluxPipeline:
         (a PIL image or a file) is img2img's start with `strength`, or a Kontext model's image
         to edit. See the README for the rest; raising from `callback` cancels.
         """
-        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, seed=seed,
-                           strength=strength)
+        request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
+                                            seed=seed, strength=strength)
         picture = load_image(image) if image is not None else None
         return self._generate(self.resolve(request, picture), None, latents, callback, picture)[0]
 
@@ -243,7 +243,8 @@ class FluxPipeline:
         Batches hold at most `max_batch` seeds (None: as many as fit in memory, see
         `auto_max_batch`). Step events count over all batches (step 1..batches*steps).
         """
-        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, strength=strength)
+        request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
+                                            strength=strength)
         seeds = list(seeds)
         if not seeds:
             raise InputError("seeds must not be empty")
@@ -434,16 +435,6 @@ class FluxPipeline:
             return self._previewer(sampler.unpack(x0[:1], height, width)[0])
 
         return preview
-
-
-def _request(prompt: str | GenerationRequest, **options) -> GenerationRequest:
-    """The request behind a `generate` call: the one given, or one built from the keyword options."""
-    if not isinstance(prompt, GenerationRequest):
-        return GenerationRequest(prompt, **options)
-    given = [k for k, v in options.items() if v is not None]
-    if given:
-        raise InputError(f"pass {', '.join(given)} inside the request, not beside it")
-    return prompt
 
 
 def _chunk_progress(callback: Callable[[StepEvent], None] | None, chunk: int, chunks: int,

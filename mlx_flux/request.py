@@ -101,6 +101,18 @@ class GenerationRequest:
     def with_(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
 
+    @classmethod
+    def of_call(cls, prompt: str | GenerationRequest, **options: Any) -> GenerationRequest:
+        """The request behind an engine call in either style: `generate(request)`, or
+        `generate(prompt, width=..., ...)`. Options beside a request are refused (they would be
+        silently ignored otherwise); options left None are not given."""
+        if not isinstance(prompt, GenerationRequest):
+            return cls(prompt, **options)
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise InputError(f"pass {', '.join(given)} inside the request, not beside it")
+        return prompt
+
     def check(self) -> GenerationRequest:
         """Raise InputError with a one-line reason if the engine cannot make this image."""
         if not isinstance(self.prompt, str):

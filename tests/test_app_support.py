@@ -12,7 +12,7 @@ from PIL import Image
 
 from mlx_flux.engine import GenerationResult, ImageInput, StepCallback, StepEvent
 from mlx_flux.images import load_image, own_size
-from mlx_flux.request import GenerationRequest, ImageRef, InputError, LoraRef
+from mlx_flux.request import GenerationRequest, ImageRef, LoraRef
 from mlx_flux.variants import VARIANTS
 
 TIMEOUT = 60_000  # ms: generous, a slow 2-core CI runner must never flake
@@ -80,8 +80,8 @@ class FakePipeline:
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                  latents: Any = None, callback: StepCallback | None = None,
                  image: ImageInput | None = None, strength: float | None = None) -> GenerationResult:
-        request = self.resolve(_request(prompt, width=width, height=height, steps=steps, guidance=guidance,
-                                        seed=seed, strength=strength), image)
+        request = self.resolve(GenerationRequest.of_call(prompt, width=width, height=height, steps=steps,
+                                                         guidance=guidance, seed=seed, strength=strength), image)
         self.calls.append(dict(prompt=request.prompt, width=request.width, height=request.height,
                                steps=request.steps, guidance=request.guidance, seed=request.seed))
         self._steps(request.steps, request.seed, callback)
@@ -93,7 +93,8 @@ class FakePipeline:
                        image: ImageInput | None = None, strength: float | None = None) -> list[GenerationResult]:
         """One pass for all seeds (the worker chunks by auto_max_batch and passes max_batch)."""
         seeds = list(seeds)
-        request = _request(prompt, width=width, height=height, steps=steps, guidance=guidance, strength=strength)
+        request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
+                                            strength=strength)
         request = self.resolve(request.with_(seed=seeds[0]), image)
         self.batch_calls.append(dict(prompt=request.prompt, seeds=seeds, width=request.width,
                                      height=request.height, steps=request.steps, guidance=request.guidance,
@@ -121,16 +122,6 @@ class FakePipeline:
     def warmup(self, width: int = 1024, height: int = 1024, batch: int = 1, force: bool = False) -> float:
         self.warmups.append((width, height))
         return 0.0
-
-
-def _request(prompt: str | GenerationRequest, **options: Any) -> GenerationRequest:
-    """What the real engine does with its two calling styles: a request, or a prompt and options."""
-    if not isinstance(prompt, GenerationRequest):
-        return GenerationRequest(prompt, **options)
-    given = [k for k, v in options.items() if v is not None]
-    if given:
-        raise InputError(f"pass {', '.join(given)} inside the request, not beside it")
-    return prompt
 
 
 def fake_loader(pipe: FakePipeline | Callable[[], Any], loads: list | None = None):

@@ -109,18 +109,9 @@ def test_split_model_with_loras_equals_one_process(tiny_schnell, tmp_path):
     targets = [*lora_files.flux_targets(dims, guidance=False), *lora_files.clip_targets(dims)]  # schnell's layers
     style = lora_files.write_kohya(tmp_path / "style.safetensors", dims,
                                    lora_files.random_description(dims, seed=1, targets=targets))
-    common = ["generate", "--model", tiny_schnell, *ARGS, "--seeds", "3", "--lora", style, "0.7"]
-    single, split = tmp_path / "single", tmp_path / "split"
-    single.mkdir()
-    split.mkdir()
-    proc = run([SCRIPT, *common], cwd=single)
-    assert proc.returncode == 0, proc.stderr
-    proc = run([LAUNCH, "-n", 2, "--backend", "ring", "--starting-port", free_ports(), "--cwd", split, "--",
-                SCRIPT, *common, "--split-model"], cwd=split)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    np.testing.assert_array_equal(pixels(split / "flux-3.png"), pixels(single / "flux-3.png"))
-    assert read_metadata(split / "flux-3.png") == read_metadata(single / "flux-3.png")
-    assert read_metadata(split / "flux-3.png")["loras"][0]["scale"] == 0.7
+    meta = launched_equals_single(["generate", "--model", tiny_schnell, *ARGS, "--seeds", "3", "--lora", style, "0.7"],
+                                  "--split-model", tmp_path)
+    assert meta["loras"][0]["scale"] == 0.7
 
 
 @pytest.mark.parametrize("model, mode, how", [("tiny_kontext", "edit", "--split-model"),
@@ -130,19 +121,25 @@ def test_image_inputs_under_mlx_launch_as_one_process(model, mode, how, request,
     get those ids from rank 0 and only the output's velocity comes back to the sampler; img2img
     seeds split across ranks start from the same encoded image."""
     Image.effect_mandelbrot((48, 32), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(tmp_path / "in.png")
-    common = ["generate", "--model", request.getfixturevalue(model), *ARGS, "--seeds", "3",
-              "--image", tmp_path / "in.png"]
-    single, split = tmp_path / "single", tmp_path / "split"
+    meta = launched_equals_single(["generate", "--model", request.getfixturevalue(model), *ARGS, "--seeds", "3",
+                                   "--image", tmp_path / "in.png"], how, tmp_path)
+    assert meta["mode"] == mode
+
+
+def launched_equals_single(command: list, how: str, tmp_path: Path) -> dict:
+    """Run `command` alone, then on two ranks with `how` added: flux-3.png is the same, bit for
+    bit, with the same metadata (returned)."""
+    single, launched = tmp_path / "single", tmp_path / "launched"
     single.mkdir()
-    split.mkdir()
-    proc = run([SCRIPT, *common], cwd=single)
+    launched.mkdir()
+    proc = run([SCRIPT, *command], cwd=single)
     assert proc.returncode == 0, proc.stderr
-    proc = run([LAUNCH, "-n", 2, "--backend", "ring", "--starting-port", free_ports(), "--cwd", split, "--",
-                SCRIPT, *common, how], cwd=split)
+    proc = run([LAUNCH, "-n", 2, "--backend", "ring", "--starting-port", free_ports(), "--cwd", launched, "--",
+                SCRIPT, *command, how], cwd=launched)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    np.testing.assert_array_equal(pixels(split / "flux-3.png"), pixels(single / "flux-3.png"))
-    assert read_metadata(split / "flux-3.png") == read_metadata(single / "flux-3.png")
-    assert read_metadata(split / "flux-3.png")["mode"] == mode
+    np.testing.assert_array_equal(pixels(launched / "flux-3.png"), pixels(single / "flux-3.png"))
+    assert read_metadata(launched / "flux-3.png") == read_metadata(single / "flux-3.png")
+    return read_metadata(launched / "flux-3.png")
 
 
 # --- in process -------------------------------------------------------------------------------
