@@ -122,8 +122,8 @@ class InputController:
         if stored is None:
             self.panel.clear()
             self.window.show_message(
-                f"The input image ({short_hash(request.image.fingerprint)}) is no longer in the data folder; "
-                "the other settings are restored.", "warning")
+                f"The input image of these settings ({short_hash(request.image.fingerprint)}) is not in the app's "
+                "data folder, so the well stays empty; the other settings are restored.", "warning")
             return None
         self.panel.set_input(stored, preview(stored, self.folder))
         return stored.choice

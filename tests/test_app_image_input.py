@@ -260,7 +260,8 @@ def test_restore_from_history_after_the_original_is_gone(qtbot, fake, tmp_path, 
     click_history_row(qtbot, window, 2)
     assert window.promptEdit.toPlainText() == "from a photo"
     assert window.inputPanel.stored() is None
-    assert "no longer in the data folder" in window.messageLabel.text()
+    assert "not in the app's data folder" in window.messageLabel.text()
+    assert "\n" not in window.messageLabel.text()
     calls = len(pipe.calls)
     qtbot.mouseClick(window.rerunButton, Qt.MouseButton.LeftButton)
     assert len(pipe.calls) == calls and not window.queue.is_busy()
