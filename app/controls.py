@@ -12,9 +12,11 @@ from PySide6.QtWidgets import (
     QPlainTextEdit, QPushButton, QSizePolicy, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
-from mlx_flux.request import GenerationRequest
+from mlx_flux.images import kontext_size
+from mlx_flux.request import GenerationRequest, ImageRef
 from mlx_flux.variants import DEV, VARIANTS
 
+from app.inputpanel import InputPanel
 from app.lorapanel import LoraPanel
 from app.models import display_name
 from app.params import (MAX_SIZE, MIN_SIZE, SEED_MAX, SIZE_STEP, GenerationParams, ModelChoice, size_for_aspect,
@@ -117,6 +119,10 @@ class ControlsPanel(QWidget):
         self.promptEdit.setMaximumHeight(260)
         self.promptEdit.submitted.connect(self.generateRequested)
 
+        # The input image (img2img's start, or the image a Kontext model edits) and its strength.
+        self.inputPanel = InputPanel()
+        self.inputImageView, self.strengthSlider = self.inputPanel.inputImageView, self.inputPanel.strengthSlider
+
         # Size: two spin boxes, a swap button and aspect presets.
         self.widthSpin = name_widget(SizeSpin(), "widthSpin", "Image width in pixels")
         self.heightSpin = name_widget(SizeSpin(), "heightSpin", "Image height in pixels")
@@ -218,6 +224,7 @@ class ControlsPanel(QWidget):
         prompt_label.setBuddy(self.promptEdit)
         layout.addWidget(prompt_label)
         layout.addWidget(self.promptEdit, 1)
+        layout.addWidget(self.inputPanel)
         layout.addLayout(buttons)
         layout.addSpacing(6)
         layout.addLayout(settings_form)
@@ -228,8 +235,11 @@ class ControlsPanel(QWidget):
         layout.addStretch(0)
 
         # Keyboard order follows the work: model, prompt, Generate, then the finer settings.
+        # (The input image, shown between prompt and Generate, comes right after Generate/Cancel.)
         order = [self.modelCombo, self.openModelButton, self.quantizeCombo, self.promptEdit,
-                 self.generateButton, self.cancelButton, self.widthSpin, self.heightSpin,
+                 self.generateButton, self.cancelButton, self.inputPanel.openInputButton,
+                 self.inputPanel.clearInputButton, self.inputImageView, self.strengthSlider,
+                 self.inputPanel.strengthSpin, self.widthSpin, self.heightSpin,
                  self.swapSizeButton, self.aspectCombo, self.stepsSlider, self.guidanceSlider,
                  self.seedSpin, self.randomSeedCheck, self.countSpin, self.loraPanel.loraLibraryCombo,
                  self.loraPanel.addLoraButton, self.loraPanel.openLoraFolderButton, self.loraPanel.loraList,
@@ -310,20 +320,33 @@ class ControlsPanel(QWidget):
                 self.guidanceValue.setText(f"{self.guidanceSlider.value() / GUIDANCE_SCALE:.1f}")
         self.stepsValue.setText(str(self.stepsSlider.value()))
         self.variant = variant
+        self.inputPanel.set_edits(facts.edits)
 
     # -- params -------------------------------------------------------------------------------
     def params(self) -> GenerationParams:
-        """The settings as shown; seed None when it should be random."""
+        """The settings as shown; seed None when it should be random.
+
+        With an input image the request names it (`ImageRef`: hash, and the size the model sees
+        it at) and the params point at the app's copy. A Kontext model sees its reference at the
+        Kontext resolution nearest the image's aspect ratio, whatever the output size (as
+        diffusers does); img2img gets the strength."""
+        width, height = snap_size(self.widthSpin.value()), snap_size(self.heightSpin.value())
+        stored, edits = self.inputPanel.stored(), self.inputPanel.edits()
+        image = None
+        if stored is not None:
+            image = ImageRef(stored.fingerprint, *(kontext_size(stored) if edits else (width, height)))
         request = GenerationRequest(
             prompt=self.promptEdit.toPlainText().strip(),
-            width=snap_size(self.widthSpin.value()),
-            height=snap_size(self.heightSpin.value()),
+            width=width,
+            height=height,
             steps=self.stepsSlider.value(),
             guidance=self.guidanceSlider.value() / GUIDANCE_SCALE if self.guidanceSlider.isEnabled() else None,
             seed=None if self.randomSeedCheck.isChecked() else self.seedSpin.value(),
+            image=image,
+            strength=self.inputPanel.strength() if stored is not None and not edits else None,
         )
         return GenerationParams(ModelChoice(self.current_model(), self.quantize()), request,
-                                self.loraPanel.choices())
+                                self.loraPanel.choices(), stored.choice if stored is not None else None)
 
     def apply_request(self, request: GenerationRequest, prompt: bool = True) -> None:
         """Show `request` in the controls (restoring an entry or a dropped image); the seed is locked.
@@ -341,6 +364,8 @@ class ControlsPanel(QWidget):
             self.guidanceSlider.setValue(round(request.guidance * GUIDANCE_SCALE))
         if request.seed is not None:
             self.set_seed(request.seed, lock=True)
+        if request.strength is not None:
+            self.inputPanel.set_strength(request.strength)
 
     def set_seed(self, seed: int, lock: bool) -> None:
         self.seedSpin.setValue(int(seed) % (SEED_MAX + 1))

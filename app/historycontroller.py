@@ -79,7 +79,7 @@ class HistoryController:
         has = self.selected_entry() is not None
         w, p = self.window, self.panel
         for widget in (p.rerunButton, p.copyPromptButton, p.deleteButton, w.rerunAction,
-                       w.copyPromptAction, w.deleteAction):
+                       w.copyPromptAction, w.deleteAction, w.useEntryAsInputAction):
             widget.setEnabled(has)
 
     def _on_history_current(self, current: QModelIndex, previous: QModelIndex) -> None:
@@ -108,7 +108,13 @@ class HistoryController:
         if entry is None:
             return []
         params = self.window.restorer.restore_params(entry.params)
+        if params.request.image is not None and params.input is None:
+            return []  # its input image is gone (the restore said so): it cannot be made again
         return self.window.submit([params])
+
+    def use_selected_as_input(self) -> None:
+        """The selected entry's image becomes the input of the next one."""
+        self.window.input_controller.use_entry(self.selected_entry())
 
     def copy_selected_prompt(self) -> None:
         entry = self.selected_entry()

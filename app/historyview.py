@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QFontMetrics, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QFontMetrics, QIcon, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
     QVBoxLayout, QWidget,
@@ -15,16 +15,19 @@ from PySide6.QtWidgets import (
 
 from app.controls import name_widget
 from app.history import HistoryEntry
+from app.inputs import input_text
 from app.loras import lora_text
 from app.models import display_name
 
 EntryRole = Qt.ItemDataRole.UserRole + 1
+InputPreviewRole = Qt.ItemDataRole.UserRole + 2  # the input image's preview (QPixmap), for the badge
 THUMB = 64  # logical pixels
+BADGE = 26  # the input image's badge, in the thumbnail's corner
 PADDING = 8
 
 
 def summary(entry: HistoryEntry) -> str:
-    """One line of settings: 'schnell · 1024×1024 · 4 steps · seed 42 · LoRA style 0.8'."""
+    """One line of settings: 'schnell · 1024×1024 · 4 steps · seed 42 · LoRA style 0.8 · img2img 0.6 from ab12cd…'."""
     p = entry.request
     parts = [entry.model_name or display_name(entry.choice.source), f"{p.width}×{p.height}", f"{p.steps} steps"]
     if p.guidance is not None:
@@ -32,6 +35,8 @@ def summary(entry: HistoryEntry) -> str:
     parts.append(f"seed {p.seed}")
     if p.loras:
         parts.append(f"LoRA {lora_text(p.loras)}")
+    if (started_from := input_text(p)) is not None:
+        parts.append(started_from)
     return " · ".join(parts)
 
 
@@ -47,9 +52,12 @@ def age(timestamp: float, now: float | None = None) -> str:
 
 
 class HistoryModel(QAbstractListModel):
-    def __init__(self, thumbnail_loader: Callable[[int], bytes | None] | None = None, parent=None) -> None:
+    def __init__(self, thumbnail_loader: Callable[[int], bytes | None] | None = None, parent=None,
+                 input_loader: Callable[[str], QImage] | None = None) -> None:
         super().__init__(parent)
         self._load_thumbnail = thumbnail_loader  # fetched when a row is first painted
+        self._load_input = input_loader  # an input image's preview by its hash
+        self._inputs: dict[str, QPixmap] = {}  # by fingerprint: many entries share one input
         self._entries: list[HistoryEntry] = []
         self._thumbs: dict[int, QPixmap] = {}  # decoded lazily, only for rows that get painted
 
@@ -89,7 +97,25 @@ class HistoryModel(QAbstractListModel):
             return self._thumbnail(entry)
         if role == EntryRole:
             return entry
+        if role == InputPreviewRole:
+            return self._input_preview(entry)
         return None
+
+    def _input_preview(self, entry: HistoryEntry) -> QPixmap | None:
+        ref = entry.request.image
+        if ref is None:
+            return None
+        pixmap = self._inputs.get(ref.fingerprint)
+        if pixmap is None:
+            image = QImage()
+            if self._load_input is not None:
+                try:
+                    image = self._load_input(ref.fingerprint)
+                except Exception:  # decoration only
+                    image = QImage()
+            pixmap = QPixmap.fromImage(image) if not image.isNull() else QPixmap()
+            self._inputs[ref.fingerprint] = pixmap
+        return pixmap
 
     def _thumbnail(self, entry: HistoryEntry) -> QPixmap:
         pixmap = self._thumbs.get(entry.id)
@@ -135,6 +161,8 @@ class HistoryDelegate(QStyledItemDelegate):
             painter.drawPixmap(target, scaled)
         else:
             painter.fillRect(thumb_rect, option.palette.color(QPalette.ColorRole.Mid))
+        if entry.request.image is not None:
+            _draw_badge(painter, index.data(InputPreviewRole), thumb_rect, option.palette)
 
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         group = QPalette.ColorGroup.Active if option.state & QStyle.StateFlag.State_Active else QPalette.ColorGroup.Inactive
@@ -168,6 +196,24 @@ class HistoryDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+def _draw_badge(painter: QPainter, pixmap: QPixmap | None, thumb: QRect, palette: QPalette) -> None:
+    """The input image, small, in the thumbnail's bottom-right corner (framed so it reads as a
+    badge on any image); a plain frame when the input's preview is gone."""
+    badge = QRect(thumb.right() - BADGE + 3, thumb.bottom() - BADGE + 3, BADGE, BADGE)
+    painter.fillRect(badge.adjusted(-1, -1, 1, 1), palette.color(QPalette.ColorRole.Base))
+    if pixmap is not None and not pixmap.isNull():
+        scaled = pixmap.scaled(badge.size() * pixmap.devicePixelRatio(), Qt.AspectRatioMode.KeepAspectRatioByExpanding,
+                               Qt.TransformationMode.SmoothTransformation)
+        source = QRect(0, 0, badge.width(), badge.height())
+        source.moveCenter(scaled.rect().center())
+        painter.drawPixmap(badge, scaled, source)
+    else:
+        painter.fillRect(badge, palette.color(QPalette.ColorRole.Mid))
+    painter.setPen(QPen(palette.color(QPalette.ColorRole.Base), 1.5))
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawRect(badge.adjusted(-1, -1, 1, 1))
+
+
 def _split_line(text: str, metrics: QFontMetrics, width: int) -> tuple[str, str]:
     """The longest word-wrapped first line that fits in `width`, and the remainder."""
     if metrics.horizontalAdvance(text) <= width:
@@ -187,12 +233,13 @@ def _split_line(text: str, metrics: QFontMetrics, width: int) -> tuple[str, str]
 class HistoryPanel(QWidget):
     """Search field, the list, a count and the entry actions; the window supplies the behaviour."""
 
-    def __init__(self, thumbnail_loader: Callable[[int], bytes | None], parent: QWidget | None = None) -> None:
+    def __init__(self, thumbnail_loader: Callable[[int], bytes | None],
+                 input_loader: Callable[[str], QImage] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.historySearch = name_widget(QLineEdit(), "historySearch", "Search the history by prompt or seed")
         self.historySearch.setPlaceholderText("Search prompts")
         self.historySearch.setClearButtonEnabled(True)
-        self.historyModel = HistoryModel(thumbnail_loader, self)
+        self.historyModel = HistoryModel(thumbnail_loader, self, input_loader)
         self.historyList = name_widget(QListView(), "historyList", "Generated images, newest first")
         self.historyList.setModel(self.historyModel)
         self.historyList.setItemDelegate(HistoryDelegate(self.historyList))

@@ -22,7 +22,8 @@ PROGRESS_SAMPLES = (
     "Step 28/28 · 12 min 00 s · about 12 min 00 s left",
     "Images 10–12 of 12 · step 28/28 · 12 min 00 s · about 12 min 00 s left",
 )
-PLACEHOLDER = "Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings."
+PLACEHOLDER = ("Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings;"
+               "\ndrop any image on the input well to start from it.")
 
 
 @dataclass
@@ -64,6 +65,10 @@ class ImagePanel(QWidget):
 
         self.reuseSeedButton = name_widget(QPushButton("Reuse Seed"), "reuseSeedButton", None,
                                            "Lock the seed to this image's seed")
+        self.useAsInputButton = name_widget(QPushButton("Use as Input"), "useAsInputButton",
+                                            "Start the next image from this one",
+                                            "Put this image in the input well: the next image starts from it "
+                                            "(img2img), or edits it (Kontext)")
         self.copyImageButton = name_widget(QPushButton("Copy"), "copyImageButton", None,
                                            "Copy the image to the clipboard")
         self.exportButton = name_widget(QPushButton("Export…"), "exportButton", "Export the image",
@@ -72,6 +77,7 @@ class ImagePanel(QWidget):
                                         f"Show the saved PNG in {FILE_MANAGER}")
         actions = QHBoxLayout()
         actions.addWidget(self.reuseSeedButton)
+        actions.addWidget(self.useAsInputButton)
         actions.addStretch(1)
         for button in (self.copyImageButton, self.exportButton, self.revealButton):
             actions.addWidget(button)

@@ -25,7 +25,7 @@ MAX_RUN = 16  # jobs handed to the worker at once (it splits them into chunks th
 
 def batch_key(params: GenerationParams) -> GenerationParams:
     """Jobs with equal keys differ only in seed and can be generated as one batch (same model,
-    same LoRAs and scales, same request otherwise)."""
+    same LoRAs and scales, same input image, same request otherwise)."""
     return params.with_(seed=None)
 
 

@@ -51,6 +51,14 @@ def build_menus(w: MainWindow) -> None:
                              "Add LoRA .safetensors files to the active list")
     w.openLoraFolderAction = action("Open LoRA Folder", w.lora_controller.open_library_folder, None,
                                     "openLoraFolderAction", "The library folder: LoRAs put there are listed in the app")
+    w.openInputAction = action("Open Input Image…", w.input_controller.choose_file, "Ctrl+Shift+O",
+                               "openInputAction", "Start the next image from an image file")
+    w.useAsInputAction = action("Use as Input Image", w.input_controller.use_shown, "Ctrl+Shift+I",
+                                "useAsInputAction", "Start the next image from the image in view")
+    w.useEntryAsInputAction = action("Use as Input Image", w.history_controller.use_selected_as_input, None,
+                                     "useEntryAsInputAction", "Start the next image from this entry's image")
+    w.clearInputAction = action("Clear Input Image", w.input_controller.clear, None, "clearInputAction",
+                                "Back to text-to-image")
     w.exportAction = action("Export Image…", w.choose_export, "Ctrl+E", "exportAction")
     w.revealAction = action(f"Show in {FILE_MANAGER}", w.reveal_shown, "Ctrl+Shift+R")
     w.openDataAction = action("Open Data Folder", w.open_data_folder)
@@ -67,7 +75,8 @@ def build_menus(w: MainWindow) -> None:
 
     menu = w.menuBar()
     file_menu = menu.addMenu("&File")
-    for item in (w.openFolderAction, w.openFileAction, None, w.addLoraAction, w.openLoraFolderAction, None,
+    for item in (w.openFolderAction, w.openFileAction, None, w.openInputAction, None, w.addLoraAction,
+                 w.openLoraFolderAction, None,
                  w.exportAction, w.revealAction,
                  w.openDataAction, None, w.quitAction):
         file_menu.addSeparator() if item is None else file_menu.addAction(item)
@@ -75,8 +84,8 @@ def build_menus(w: MainWindow) -> None:
     for item in (w.copyImageAction, w.copyPromptAction, w.reuseSeedAction, None, w.deleteAction):
         edit_menu.addSeparator() if item is None else edit_menu.addAction(item)
     image_menu = menu.addMenu("&Image")
-    for item in (w.generateAction, w.cancelAction, w.rerunAction):
-        image_menu.addAction(item)
+    for item in (w.generateAction, w.cancelAction, w.rerunAction, None, w.useAsInputAction, w.clearInputAction):
+        image_menu.addSeparator() if item is None else image_menu.addAction(item)
     menu.addMenu("&Help").addAction(w.aboutAction)
 
     # The "…" button next to the model picker offers folder or file.
@@ -88,10 +97,12 @@ def build_menus(w: MainWindow) -> None:
 
     # Context menus on the image and the history list.
     w.previewView.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-    w.previewView.addActions([w.copyImageAction, w.exportAction, w.revealAction, w.reuseSeedAction])
+    w.previewView.addActions([w.copyImageAction, w.exportAction, w.revealAction, w.reuseSeedAction,
+                              w.useAsInputAction])
     delete_key = action("Delete Entry…", w.history_controller.delete_selected, [QKeySequence(Qt.Key.Key_Delete),
                                                              QKeySequence(Qt.Key.Key_Backspace)])
     delete_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-    w.historyList.addActions([w.rerunAction, w.copyPromptAction, w.exportAction, w.revealAction, delete_key])
+    w.historyList.addActions([w.rerunAction, w.copyPromptAction, w.useEntryAsInputAction, w.exportAction,
+                              w.revealAction, delete_key])
     remove = action("Remove from Queue", w.controls.remove_selected_from_queue)
     w.queueList.addAction(remove)

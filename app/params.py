@@ -39,13 +39,23 @@ class LoraChoice:
 
 
 @dataclass(frozen=True)
+class InputImageChoice:
+    """The input image to start from: the app's own copy of it (`<data dir>/inputs/<fingerprint>.png`,
+    see app/inputs.py). The pixels stay in that file: the request records only the engine's
+    `ImageRef` (content hash and size), and the worker hands the engine this path."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class GenerationParams:
     """Everything needed to make (or remake) one image: the model to load, the LoRAs to apply
-    (the enabled ones, in list order) and the request."""
+    (the enabled ones, in list order), the input image (None: text-to-image) and the request."""
 
     choice: ModelChoice
     request: GenerationRequest
     loras: tuple[LoraChoice, ...] = ()
+    input: InputImageChoice | None = None
 
     def with_(self, **changes: Any) -> GenerationParams:
         """A copy with fields of the request changed (`seed=...`)."""
@@ -85,6 +95,14 @@ def snap_size(value: float) -> int:
     """Nearest multiple of 16 within the sizes the app offers."""
     snapped = int(round(value / SIZE_STEP)) * SIZE_STEP
     return max(MIN_SIZE, min(MAX_SIZE, snapped))
+
+
+def fit_size(width: int, height: int) -> tuple[int, int]:
+    """An image's own size as the size controls can hold it: multiples of 16 (rounded down, as the
+    engine does), scaled down to MAX_SIZE on the long side when larger, keeping the aspect ratio."""
+    scale = min(1.0, MAX_SIZE / max(width, height))
+    w, h = width * scale, height * scale
+    return (max(MIN_SIZE, int(w) // SIZE_STEP * SIZE_STEP), max(MIN_SIZE, int(h) // SIZE_STEP * SIZE_STEP))
 
 
 def size_for_aspect(ratio: float, area: int) -> tuple[int, int]:

@@ -39,6 +39,12 @@ class DataDir:
         """The LoRA library: .safetensors files put here are listed in the app (created on first use)."""
         return self.root / "loras"
 
+    @property
+    def inputs(self) -> Path:
+        """The app's copy of every input image, `<fingerprint>.png` (so restoring works after the
+        original file is gone), with small previews in `thumbs/`."""
+        return self.root / "inputs"
+
     def prepare(self) -> str | None:
         """Create the folders; return a one-line problem description if they are not writable."""
         try:

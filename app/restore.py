@@ -34,9 +34,10 @@ class RestoreController:
         self.controls = window.controls
 
     def restore_params(self, params: GenerationParams, prompt: bool = True) -> GenerationParams:
-        """Put `params` in the controls, switching model (and precision) if they differ, and its
-        LoRAs in the LoRA list (found again by content hash). Returns the params to remake the
-        image with: the LoRAs that were found, as files."""
+        """Put `params` in the controls, switching model (and precision) if they differ, its
+        LoRAs in the LoRA list and its input image in the well (both found again by content
+        hash). Returns the params to remake the image with: the LoRAs and the input that were
+        found, as files."""
         w, c, choice = self.window, self.controls, params.choice
         if choice.source and (choice.source != c.current_model() or choice.quantize != c.quantize()):
             c.set_quantize(choice.quantize)
@@ -50,7 +51,8 @@ class RestoreController:
                 w.view.pending_restore = None  # nothing loading now: the values below stand
         c.apply_request(params.request, prompt=prompt)
         loras = w.lora_controller.restore(params.request.loras)
-        return replace(params, request=params.request.with_(loras=()), loras=loras)
+        started_from = w.input_controller.restore(params.request)
+        return replace(params, request=params.request.with_(loras=()), loras=loras, input=started_from)
 
     # -- drag and drop of images made by the app (or the mlx-flux CLI) -----------------------
     @staticmethod
@@ -71,8 +73,8 @@ class RestoreController:
             log.exception("reading %s failed", path)
             request = None
         if request is None:
-            w.show_message(f"“{path.name}” has no mlx-flux settings in it, so there is nothing to restore.",
-                           "info")
+            w.show_message(f"“{path.name}” has no mlx-flux settings in it, so there is nothing to restore. "
+                           "To start from it, drop it on the input image well.", "info")
             return False
         # The request names the model that made it (a display name); load the one we have for it.
         restored = GenerationParams(ModelChoice(self._model_for_name(request.model or ""), self.controls.quantize()),

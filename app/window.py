@@ -25,6 +25,9 @@ from app.historycontroller import HistoryController
 from app.historyview import HistoryPanel
 from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
+from app.inputcontroller import InputController
+from app.inputs import input_text
+from app import inputs
 from app.jobs import JobQueue
 from app.loracontroller import LoraController
 from app.loras import lora_text
@@ -94,7 +97,8 @@ class MainWindow(QMainWindow):
         # scripts reach for are also attributes of the window (besides findChild by objectName).
         self.controls = ControlsPanel()
         self.imagePanel = ImagePanel()
-        self.historyPanel = HistoryPanel(self.history.thumbnail)
+        self.historyPanel = HistoryPanel(self.history.thumbnail,
+                                         lambda fingerprint: inputs.preview_image(self.data_dir.inputs, fingerprint))
         for panel, names in _EXPOSED.items():
             for name in names:
                 setattr(self, name, getattr(getattr(self, panel), name))
@@ -124,6 +128,8 @@ class MainWindow(QMainWindow):
         self.loraPanel = self.controls.loraPanel
         self.loraList, self.addLoraButton = self.loraPanel.loraList, self.loraPanel.addLoraButton
         self.lora_controller = LoraController(self)
+        self.inputPanel = self.controls.inputPanel
+        self.input_controller = InputController(self)
         self.restorer = RestoreController(self)
         self.history_controller = HistoryController(self)
 
@@ -139,6 +145,7 @@ class MainWindow(QMainWindow):
         self.copyImageButton.clicked.connect(self.copy_image)
         self.revealButton.clicked.connect(self.reveal_shown)
         self.reuseSeedButton.clicked.connect(self.reuse_seed)
+        self.useAsInputButton.clicked.connect(self.input_controller.use_shown)
         self.followLiveButton.clicked.connect(self.follow_live)
 
         q.changed.connect(self._on_queue_changed)
@@ -208,6 +215,9 @@ class MainWindow(QMainWindow):
             return []
         if not params.choice.source:
             self.show_message("Choose a model first.", "info")
+            return []
+        if self.input_controller.is_loading():
+            self.show_message("The input image is still being read; press Generate again in a moment.", "info")
             return []
         count = self.countSpin.value()
         seeds = [None] * count if params.seed is None else [params.seed + i for i in range(count)]
@@ -478,6 +488,8 @@ class MainWindow(QMainWindow):
             parts.append(str(p.request.model or display_name(p.choice.source)))
             if p.request.loras:
                 parts.append(f"LoRA {lora_text(p.request.loras)}")
+            if (started_from := input_text(p.request)) is not None:
+                parts.append(started_from)
             self.imageInfoLabel.setText(" · ".join(parts))
         else:
             self.imageInfoLabel.setText("")
@@ -498,13 +510,15 @@ class MainWindow(QMainWindow):
 
     def _set_image_actions_enabled(self, enabled: bool) -> None:
         for widget in (self.exportButton, self.copyImageButton, self.exportAction, self.copyImageAction,
-                       self.revealButton, self.revealAction, self.reuseSeedButton, self.reuseSeedAction):
+                       self.revealButton, self.revealAction, self.reuseSeedButton, self.reuseSeedAction,
+                       self.useAsInputButton, self.useAsInputAction):
             widget.setEnabled(enabled)
 
     def _update_image_actions(self) -> None:
         has_image = self.shown is not None and not self.shown.image.isNull()
         has_file = has_image and self.shown.path is not None and self.shown.path.is_file()
-        for widget in (self.exportButton, self.copyImageButton, self.exportAction, self.copyImageAction):
+        for widget in (self.exportButton, self.copyImageButton, self.exportAction, self.copyImageAction,
+                       self.useAsInputButton, self.useAsInputAction):
             widget.setEnabled(has_image)
         for widget in (self.revealButton, self.revealAction):
             widget.setEnabled(has_file)
@@ -597,8 +611,9 @@ class MainWindow(QMainWindow):
 _EXPOSED = {
     "controls": ("promptEdit", "generateButton", "cancelButton", "stepsSlider", "guidanceSlider", "seedSpin",
                  "widthSpin", "heightSpin", "modelCombo", "quantizeCombo", "countSpin", "randomSeedCheck",
-                 "aspectCombo", "queueList"),
-    "imagePanel": ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "copyImageButton",
+                 "aspectCombo", "queueList", "inputImageView", "strengthSlider"),
+    "imagePanel": ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "useAsInputButton",
+                   "copyImageButton",
                    "exportButton", "revealButton", "progressBar", "progressLabel", "followLiveButton"),
     "historyPanel": ("historySearch", "historyModel", "historyList", "historyCountLabel", "rerunButton",
                      "copyPromptButton", "deleteButton"),

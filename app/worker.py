@@ -12,7 +12,7 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +43,7 @@ class ModelInfo:
 
     choice: ModelChoice
     name: str
-    variant: str  # "schnell" | "dev"
+    variant: str  # "schnell" | "dev" | "kontext" (a Kontext model edits its input image)
     default_steps: int
     default_guidance: float | None  # None: the model has no guidance control
 
@@ -284,7 +284,7 @@ class Worker(QObject):
         cancelled_error = _cancelled_error()
         started_at = time.time()
         try:
-            result = self._pipe.generate(job.params.request,
+            result = self._pipe.generate(job.params.request, image=_input_path(job.params),
                                          callback=self._step_reporter(lambda: self._is_cancelled(job.id)))
         except cancelled_error:
             _free_memory()
@@ -326,7 +326,7 @@ class Worker(QObject):
                     callback=self._step_reporter(lambda: all(self._is_cancelled(i) for i in ids),
                                                  offset=k * steps, total=total, started=started_at,
                                                  images=(number[ids[0]], number[ids[-1]], len(jobs))),
-                    max_batch=len(chunk),
+                    max_batch=len(chunk), image=_input_path(run.params),
                 )
             except cancelled_error:
                 _free_memory()
@@ -356,7 +356,7 @@ class Worker(QObject):
 
     def _finish(self, job: Job, path: Path, info: ModelInfo, result: Any, started_at: float) -> JobResult:
         """Save the image with the engine's resolved request (what made it) and report it."""
-        used = GenerationParams(job.params.choice, result.request, job.params.loras)
+        used = replace(job.params, request=result.request)
         finished_at = time.time()
         saved_path: Path | None = path
         save_error = None
@@ -435,6 +435,11 @@ class Worker(QObject):
             message = describe_error(exc)
         self.modelFailed.emit(choice.source, message)
         return message
+
+
+def _input_path(params: GenerationParams) -> str | None:
+    """The input image the engine reads (on this thread: decoding a large photo takes a moment)."""
+    return params.input.path if params.input is not None else None
 
 
 def _chunk_size(pipe: Any, width: int, height: int, count: int) -> int:

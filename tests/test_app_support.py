@@ -59,16 +59,25 @@ class FakePipeline:
         return VARIANTS[self.variant].guidance
 
     def resolve(self, request: GenerationRequest, image: ImageInput | None = None) -> GenerationRequest:
-        """As the engine: defaults filled; an input image makes it img2img at the image's size."""
+        """As the engine: defaults filled; an input image makes it img2img at the image's size,
+        or (a "kontext" variant) an edit with the reference at the size the request names."""
         request.check()
         picture = load_image(image) if image is not None else None
+        if picture is None and request.image is not None:
+            raise InputError("this request starts from an input image: pass it as image=")
+        if picture is not None and request.image is not None and request.image.fingerprint != picture.ref.fingerprint:
+            raise InputError("the image given is not the request's input image")
+        edits = picture is not None and VARIANTS[self.variant].edits
+        if edits and request.strength is not None:
+            raise InputError(f"{self.model_name} edits its input image: it takes no strength")
         size = own_size(picture) if picture is not None else (1024, 1024)
         width, height = request.width or size[0], request.height or size[1]
+        used = (request.image.width, request.image.height) if edits and request.image else (width, height)
         return request.with_(
             width=width, height=height,
-            image=None if picture is None else ImageRef(picture.ref.fingerprint, width, height),
-            strength=(request.strength or 0.6) if picture is not None else None,
-            mode="img2img" if picture is not None else "text-to-image",
+            image=None if picture is None else ImageRef(picture.ref.fingerprint, *used),
+            strength=(request.strength or 0.6) if picture is not None and not edits else None,
+            mode="text-to-image" if picture is None else "edit" if edits else "img2img",
             steps=self.default_steps if request.steps is None else request.steps,
             guidance=(self.default_guidance if request.guidance is None else float(request.guidance))
             if self.default_guidance is not None else None,
@@ -83,7 +92,9 @@ class FakePipeline:
         request = self.resolve(GenerationRequest.of_call(prompt, width=width, height=height, steps=steps,
                                                          guidance=guidance, seed=seed, strength=strength), image)
         self.calls.append(dict(prompt=request.prompt, width=request.width, height=request.height,
-                               steps=request.steps, guidance=request.guidance, seed=request.seed))
+                               steps=request.steps, guidance=request.guidance, seed=request.seed,
+                               image=None if image is None else str(image), strength=request.strength,
+                               mode=request.mode))
         self._steps(request.steps, request.seed, callback)
         return self._result(request)
 
@@ -98,7 +109,8 @@ class FakePipeline:
         request = self.resolve(request.with_(seed=seeds[0]), image)
         self.batch_calls.append(dict(prompt=request.prompt, seeds=seeds, width=request.width,
                                      height=request.height, steps=request.steps, guidance=request.guidance,
-                                     max_batch=max_batch))
+                                     max_batch=max_batch, image=None if image is None else str(image),
+                                     strength=request.strength, mode=request.mode))
         self._steps(request.steps, seeds[0], callback)  # a batch previews its first image
         return [self._result(request.with_(seed=seed)) for seed in seeds]
 
