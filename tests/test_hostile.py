@@ -180,3 +180,141 @@ def test_corrupt_manifest_is_one_line(tiny_quantized, tmp_path, change, fragment
     with pytest.raises(FluxError, match=fragment) as e:
         load_all(folder)
     assert "\n" not in str(e.value) and str(folder) in str(e.value)
+
+
+# --- the pipeline: memory, sizes, non-finite values, threads ----------------------------------------
+
+@pytest.fixture(scope="module")
+def pipe(tiny_schnell):
+    from mlx_flux.pipeline import FluxPipeline
+
+    return FluxPipeline.from_pretrained(tiny_schnell, dtype="float32")
+
+
+def test_an_image_larger_than_memory_is_refused_naming_the_largest(pipe, monkeypatch):
+    """9: checked in resolve (API, CLI and app), before any work."""
+    from mlx_flux import memory
+    from mlx_flux.request import InputError
+
+    monkeypatch.setattr(memory, "machine_memory", lambda: 64 * 2**20)
+    with pytest.raises(InputError, match=r"100000x100000 image needs .* the largest that fits is about \d+x\d+"):
+        pipe.generate("x", width=100_000, height=100_000, steps=1, seed=1)
+    assert pipe.generate("x", width=32, height=32, steps=1, seed=1).image.size == (32, 32)
+
+
+def _sizes(folder, bits):
+    import mlx.core as mx
+
+    from mlx_flux import memory
+    from mlx_flux.loading import find_files
+
+    return memory.low_memory_need(memory.component_bytes(find_files(folder), mx.float32, bits))
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_loading(tiny_schnell, monkeypatch):
+    """15a: planned from the headers against a simulated small machine."""
+    from mlx_flux import memory
+    from mlx_flux.pipeline import FluxPipeline
+
+    full, eight = _sizes(tiny_schnell, None), _sizes(tiny_schnell, 8)
+    assert eight < full
+    monkeypatch.setattr(memory, "machine_memory", lambda: (full + eight) // 2)
+    loaded = []
+    monkeypatch.setattr("mlx_flux.pipeline.load_transformer", lambda *a, **k: loaded.append(1))
+    with pytest.raises(memory.ModelTooLargeError, match="--quantize 8") as e:
+        FluxPipeline.from_pretrained(tiny_schnell, dtype="float32")
+    assert "\n" not in str(e.value) and not loaded
+    monkeypatch.undo()
+    monkeypatch.setattr(memory, "machine_memory", lambda: (full + eight) // 2)
+    assert FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", quantize="auto").quantize == 8
+    assert FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", force=True).quantize is None
+    monkeypatch.setattr(memory, "machine_memory", lambda: 1000)
+    with pytest.raises(memory.ModelTooLargeError, match="even 4-bit"):
+        FluxPipeline.from_pretrained(tiny_schnell, dtype="float32", quantize="auto")
+
+
+def test_nan_weights_stop_at_the_first_step(tiny_schnell, tmp_path):
+    """15: an all-black image with exit 0 before; now a clear error and no file."""
+    import mlx.core as mx
+
+    from mlx_flux.errors import NonFiniteError
+    from mlx_flux.pipeline import FluxPipeline
+
+    model = model_copy(tiny_schnell, tmp_path)
+    shard = first_shard(model / "transformer")
+    tensors = dict(mx.load(str(shard)))
+    tensors = {k: mx.full(v.shape, float("nan"), v.dtype) if mx.issubdtype(v.dtype, mx.floating) else v
+               for k, v in tensors.items()}
+    mx.save_safetensors(str(shard), tensors)
+    broken = FluxPipeline.from_pretrained(model, dtype="float32")
+    with pytest.raises(NonFiniteError, match="NaN/inf values at step 1: the weights may be corrupt"):
+        broken.generate("x", width=32, height=32, steps=2, seed=1)
+
+
+def test_non_finite_inputs_are_refused(pipe):
+    import numpy as np
+
+    from mlx_flux.request import InputError
+
+    latents = np.full((1, 16, 4, 4), np.nan, np.float32)
+    with pytest.raises(InputError, match="finite"):
+        pipe.generate("x", width=32, height=32, steps=1, seed=1, latents=latents)
+    for guidance in (float("nan"), float("inf")):
+        with pytest.raises(InputError, match="finite"):
+            pipe.generate("x", width=32, height=32, steps=1, guidance=guidance)
+
+
+def test_overlapping_bounded_evaluations_restore_the_process_limit():
+    """7: two generations' save/restore of MLX's process-wide limit, ending in either order."""
+    import mlx.core as mx
+
+    from mlx_flux import memory
+
+    before = mx.set_memory_limit(mx.get_memory_limit())
+    first, second = memory.eval_headroom(10 * 2**20), memory.eval_headroom(20 * 2**20)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first
+    second.__exit__(None, None, None)
+    assert mx.get_memory_limit() == before
+
+
+def test_two_threads_generating_on_one_pipeline(pipe, monkeypatch):
+    """7: a pipeline serialises its generations; the results equal one-at-a-time runs."""
+    import threading
+    import time
+
+    import mlx.core as mx
+    import numpy as np
+
+    before = mx.set_memory_limit(mx.get_memory_limit())
+    expected = {s: np.asarray(pipe.generate("x", width=32, height=32, steps=1, seed=s).image) for s in (1, 2)}
+    running, most = [0], [0]
+    real = pipe._denoise
+
+    def slow_denoise(*args, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.2)  # long enough for the other thread to arrive
+        try:
+            return real(*args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(pipe, "_denoise", slow_denoise)
+    results, errors = {}, []
+
+    def work(seed):
+        try:
+            results[seed] = np.asarray(pipe.generate("x", width=32, height=32, steps=1, seed=seed).image)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and most[0] == 1
+    assert all(np.array_equal(results[s], expected[s]) for s in (1, 2))
+    assert mx.get_memory_limit() == before
