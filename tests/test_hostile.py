@@ -318,3 +318,238 @@ def test_two_threads_generating_on_one_pipeline(pipe, monkeypatch):
     assert not errors and most[0] == 1
     assert all(np.array_equal(results[s], expected[s]) for s in (1, 2))
     assert mx.get_memory_limit() == before
+
+
+# --- the command line: absurd arguments, outputs, hostile PNGs -----------------------------------------
+
+def cli(capsys, *args):
+    """`mlx-flux ARGS` in this process: (exit status, stdout, stderr)."""
+    from mlx_flux.cli import main
+
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_failure(rc, err, *fragments):
+    assert rc != 0 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("mlx-flux: error")]
+    assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+GEN = ("generate", "--prompt", "x", "--width", 32, "--height", 32, "--steps", 1, "--quiet")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--count", 4294967296), "--count must be from 1 to 10000"),
+    (("--count", 0), "--count must be from 1 to 10000"),
+    (("--seed", 2**64), "seed must be an integer from 0 to 2**64-1"),
+    (("--seed", -1), "seed must be an integer from 0 to 2**64-1"),
+    (("--seeds", f"1,{2**64}"), "seed must be an integer"),
+    (("--seeds", "5,5"), "5 more than once"),
+    (("--steps", 10**9), "steps must be at most 1000"),
+    (("--guidance", "nan"), "guidance must be a finite number"),
+    (("--guidance", "inf"), "guidance must be a finite number"),
+    (("--prompt", "bad \udcff surrogate"), "prompt is not valid Unicode"),
+    (("-o", "{seed:>999999999}.png"), "only contain the placeholder {seed}"),
+    (("-o", "{seed.__class__}.png"), "only contain the placeholder {seed}"),
+    (("-o", "{seed!r}.png"), "only contain the placeholder {seed}"),
+    (("-o", "{0}.png"), "only contain the placeholder {seed}"),
+], ids=lambda v: str(v)[:30])
+def test_absurd_arguments_fail_before_loading(capsys, tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = cli(capsys, *GEN, "--model", tmp_path / "no-such-model", *args)  # never reached
+    assert_one_line_failure(rc, err, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_api_seeds_and_steps_are_checked_before_work(pipe):
+    from mlx_flux.request import InputError
+
+    for seed in (1.5, "3", 2**64, -1, True):
+        with pytest.raises(InputError, match="seed"):
+            pipe.generate("x", width=32, height=32, steps=1, seed=seed)
+    with pytest.raises(InputError, match="steps must be at most 1000"):
+        pipe.generate("x", width=32, height=32, steps=10**9, seed=1)
+    with pytest.raises(InputError, match="prompt is not valid Unicode"):
+        pipe.generate("\ud800", width=32, height=32, steps=1, seed=1)
+
+
+def test_an_output_that_appears_while_generating_is_not_replaced(tiny_schnell, tmp_path, capsys, monkeypatch):
+    """1: a second writer (another run) creates the file after our check; it stays as it is."""
+    from mlx_flux.pipeline import FluxPipeline
+
+    out = tmp_path / "same.png"
+    real = FluxPipeline._decode
+
+    def other_writer_first(self, final):
+        out.write_bytes(b"the other run's image")
+        return real(self, final)
+
+    monkeypatch.setattr(FluxPipeline, "_decode", other_writer_first)
+    rc, _, err = cli(capsys, *GEN, "--model", tiny_schnell, "--seed", 1, "-o", out)
+    assert_one_line_failure(rc, err, f"{out} exists; pass --overwrite to replace it")
+    assert out.read_bytes() == b"the other run's image"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.png"]  # no temporary file left
+
+
+def test_save_png_creates_exclusively_and_names_the_users_path(tmp_path):
+    """1 and 18."""
+    from PIL import Image
+
+    from mlx_flux.metadata import save_png
+
+    image, out = Image.new("RGB", (8, 8)), tmp_path / "out.png"
+    save_png(image, out, {"prompt": "first"}, overwrite=False)
+    with pytest.raises(FileExistsError) as e:
+        save_png(image, out, {"prompt": "second"}, overwrite=False)
+    assert e.value.filename == str(out)
+    folder = tmp_path / "adir.png"
+    folder.mkdir()
+    with pytest.raises(OSError) as e:
+        save_png(image, folder, {"prompt": "x"})
+    assert e.value.filename == str(folder) and ".part" not in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.png", "out.png"]
+
+
+def test_output_that_is_a_folder_is_named_as_given(tiny_schnell, tmp_path, capsys, monkeypatch):
+    """18: never the hidden temporary file's name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir.png").mkdir()
+    rc, _, err = cli(capsys, *GEN, "--model", tiny_schnell, "--seed", 1, "-o", "adir.png", "--overwrite")
+    assert_one_line_failure(rc, err, "adir.png")
+    assert ".part" not in err
+
+
+def test_stale_temporary_files_are_cleaned_and_nothing_else(tmp_path):
+    """6: a save killed mid-write leaves `.<name>.XXXX.part`; the next save removes it when stale."""
+    import os
+    import time
+
+    from PIL import Image
+
+    from mlx_flux.metadata import save_png
+
+    old = time.time() - 3600
+    names = {"stale": ".out.png.abc123.part", "fresh": ".out.png.def456.part", "other": ".other.png.abc.part",
+             "mine": "out.png.part", "dot": ".out.png.notes"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (old, old))
+    os.utime(tmp_path / names["fresh"], None)
+    save_png(Image.new("RGB", (8, 8)), tmp_path / "out.png", {"prompt": "x"})
+    left = {p.name for p in tmp_path.iterdir()}
+    assert names["stale"] not in left
+    assert left == {"out.png", *names.values()} - {names["stale"]}
+
+
+def test_quantize_on_a_full_disk_is_one_line_and_cleans_up(tiny_schnell, tmp_path, capsys, monkeypatch):
+    """14 and 6: a killed run's stale partial folder goes, this run's goes, the error names the output."""
+    import os
+    import time
+
+    import mlx.core as mx
+
+    from mlx_flux import quantized_writer
+
+    stale, unrelated = tmp_path / ".q4.partial-abcd1234", tmp_path / ".q4.backup"
+    for d in (stale, unrelated):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"half")
+        old = time.time() - 3600
+        os.utime(d, (old, old))
+
+    def full_disk(path, *args, **kwargs):
+        raise RuntimeError(f"[save_safetensors] Failed to write {path}: No space left on device")
+
+    monkeypatch.setattr(mx, "save_safetensors", full_disk)
+    rc, _, err = cli(capsys, "quantize", tiny_schnell, "--bits", 4, "--output", tmp_path / "q4")
+    assert_one_line_failure(rc, err, f"cannot write {tmp_path / 'q4'}", "No space left on device")
+    assert ".partial" not in err.strip().splitlines()[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".q4.backup"]
+    assert quantized_writer  # the module that writes
+
+
+def test_quantize_auto_and_force_flags_reach_the_engine(tiny_schnell, tmp_path, capsys, monkeypatch):
+    """15a from the CLI: refused with the precision that fits, before anything is loaded."""
+    from mlx_flux import memory
+
+    full, eight = _sizes(tiny_schnell, None), _sizes(tiny_schnell, 8)
+    monkeypatch.setattr(memory, "machine_memory", lambda: (full + eight) // 2)
+    out = tmp_path / "o.png"
+    rc, _, err = cli(capsys, *GEN, "--model", tiny_schnell, "--seed", 1, "-o", out)
+    assert_one_line_failure(rc, err, "--quantize 8", "--force")
+    assert not out.exists()
+    rc, stdout, err = cli(capsys, *GEN, "--model", tiny_schnell, "--seed", 1, "-o", out, "--quantize", "auto")
+    assert rc == 0 and out.exists(), err
+
+
+# --- hostile PNGs for `mlx-flux info` ---------------------------------------------------------------
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def hostile_png(path: Path, width: int = 1, height: int = 1, **text: str) -> Path:
+    """A PNG claiming width x height with tEXt/iTXt chunks, pixels or not (info never decodes them)."""
+    import zlib
+
+    chunks = [png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))]
+    for key, value in text.items():
+        key = key.replace("_", "-")
+        chunks.append(png_chunk(b"iTXt", key.encode() + b"\0\0\0\0\0" + value.encode("utf-8", "surrogatepass")))
+    if width * height < 10**6:
+        raw = b"".join(b"\0" + b"\0" * 3 * width for _ in range(height))
+        chunks.append(png_chunk(b"IDAT", zlib.compress(raw)))
+    chunks.append(png_chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(chunks))
+    return path
+
+
+def test_info_escapes_control_characters(tmp_path, capsys):
+    """4: OSC 52 clipboard writes, screen clears and bidi overrides are shown, not obeyed."""
+    prompt = "a cat\x1b]52;c;ZXZpbA==\x07\x1b[2J\x1b[H\u202eevil\nsecond line"
+    meta = json.dumps({"prompt": prompt, "seed": 1, "\x1b[31mkey": "v\x9b"})
+    png = hostile_png(tmp_path / "x.png", mlx_flux=meta)
+    rc, out, err = cli(capsys, "info", png)
+    assert rc == 0, err
+    assert not any(c in out for c in "\x1b\x07\x9b\u202e")
+    assert "\\x1b]52;c;ZXZpbA==\\x07" in out and "\\u202eevil\nsecond line" in out and "\\x1b[31mkey" in out
+
+
+@pytest.mark.parametrize("kind", ["bomb", "deep json", "huge integer", "huge value"])
+def test_info_on_hostile_pngs_is_quick_and_clean(tmp_path, capsys, kind):
+    """13: a decompression-bomb header, JSON nested 200k deep, an integer of 10k digits."""
+    if kind == "bomb":
+        png = hostile_png(tmp_path / "x.png", 100_000, 100_000, parameters="p\nSteps: 4, Seed: 1")
+    elif kind == "deep json":
+        png = hostile_png(tmp_path / "x.png", mlx_flux="[" * 200_000 + "]" * 200_000,
+                          parameters="p\nSteps: 4, Seed: 1")
+    elif kind == "huge integer":
+        png = hostile_png(tmp_path / "x.png", mlx_flux='{"prompt": "p", "seed": 1' + "0" * 10_000 + "}")
+    else:
+        png = hostile_png(tmp_path / "x.png", mlx_flux=json.dumps({"prompt": "p" * 500_000, "seed": 1e308 * 10}))
+    rc, out, err = cli(capsys, "info", png)
+    assert "Traceback" not in err
+    if rc:
+        assert_one_line_failure(rc, err)
+    else:
+        assert "p" in out
+
+
+def test_info_into_a_closed_pipe_exits_quietly(tmp_path):
+    """13: `mlx-flux info x.png | head -1` printed 'Broken pipe' and exited 1."""
+    import subprocess
+    import sys
+
+    png = hostile_png(tmp_path / "x.png", mlx_flux=json.dumps({"prompt": "line\n" * 100_000, "seed": 1}))
+    script = Path(sys.executable).parent / "mlx-flux"
+    proc = subprocess.Popen([str(script), "info", str(png)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and err == "", err
