@@ -192,8 +192,11 @@ def check_layout(spec: ComponentSpec, config: Any, weights: Mapping[str, mx.arra
         pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.")
         found = {int(m.group(1)) for k in weights if (m := pattern.match(k))}
         if found != set(range(n)):
-            held = f"{len(found)} (numbered {min(found)}..{max(found)})" if found else "none"
-            raise WeightError(f"{label}: its config says {n} {prefix} but the checkpoint holds {held}")
+            missing = next((i for i in range(min(n, len(found) + 1)) if i not in found), None)
+            odd = f"missing {prefix}.{missing}.*" if missing is not None else \
+                f"unexpected {prefix}.{max(found)}.*"
+            raise WeightError(f"{label}: its config says {n} {prefix} but the checkpoint holds {len(found)} "
+                              f"({odd})")
     for key, shape in shapes.items():
         if key in weights and key.rsplit(".", 1)[0] + ".scales" not in weights:
             if tuple(weights[key].shape) != tuple(shape):
