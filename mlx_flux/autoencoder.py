@@ -29,6 +29,7 @@ import mlx.nn as nn
 
 from .fanout import concat_fan_out
 from .loader import ComponentSpec, load_component
+from .schema import Field, check
 from .weights import WeightError
 
 # Working-set target of one band of a convolution (im2col + float32 norm temporaries).
@@ -43,6 +44,24 @@ _SCORES_BYTES = 128 * 2**20
 _TILE_ABOVE_BYTES = 2 * 2**30
 _AUTO_TILE = 64  # latent pixels per tile side (512 image pixels) when tiling automatically
 _BLEND = 4  # latent pixels on each side of a tile boundary over which neighbours are blended
+
+
+_FIELDS = {
+    "in_channels": Field(int, 1, 64, required=False),
+    "out_channels": Field(int, 1, 64, required=False),
+    "block_out_channels": Field(list, 1, 2**14, required=False, item=int),
+    "layers_per_block": Field(int, 1, 100, required=False),
+    "latent_channels": Field(int, 1, 1024, required=False),
+    "norm_num_groups": Field(int, 1, 2**14, required=False),
+    "scaling_factor": Field(float, required=False),
+    "shift_factor": Field(float, required=False),
+    "mid_block_add_attention": Field(bool, required=False),
+    "act_fn": Field(str, required=False),
+    "use_quant_conv": Field(bool, required=False),
+    "use_post_quant_conv": Field(bool, required=False),
+    "down_block_types": Field(list, required=False, item=str),
+    "up_block_types": Field(list, required=False, item=str),
+}
 
 
 @dataclass(frozen=True)
@@ -61,13 +80,15 @@ class AutoEncoderConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "block_out_channels", tuple(int(c) for c in self.block_out_channels))
-        if not self.block_out_channels or self.layers_per_block < 1:
-            raise ValueError("VAE config needs at least one level and one resnet per level")
+        if not self.block_out_channels or self.layers_per_block < 1 or len(self.block_out_channels) > 8:
+            raise ValueError("VAE config needs one to eight levels and at least one resnet per level")
+        if self.norm_num_groups < 1:
+            raise ValueError(f"VAE norm_num_groups must be at least 1, not {self.norm_num_groups}")
         bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if bad:
             raise ValueError(f"VAE widths {bad} are not divisible by norm_num_groups={self.norm_num_groups}")
-        if self.scale_factor == 0:
-            raise ValueError("VAE scale_factor must be non-zero")
+        if self.scale_factor == 0 or not math.isfinite(self.scale_factor) or not math.isfinite(self.shift_factor):
+            raise ValueError("VAE scaling_factor must be a non-zero finite number and shift_factor finite")
 
     @property
     def num_levels(self) -> int:
@@ -81,6 +102,8 @@ class AutoEncoderConfig:
     @classmethod
     def from_dict(cls, config: Mapping) -> "AutoEncoderConfig":
         """From a diffusers `vae/config.json` (AutoencoderKL); unknown keys are ignored."""
+        check(config, _FIELDS, "VAE config")
+        config = {k: v for k, v in config.items() if v is not None}  # null: the default
         unsupported = {
             "act_fn": config.get("act_fn", "silu") != "silu",
             "use_quant_conv": bool(config.get("use_quant_conv", False)),
@@ -659,6 +682,16 @@ def _config_of_file(weights: Mapping[str, mx.array], given: AutoEncoderConfig | 
     return given if given is not None else AutoEncoderConfig.from_weights(sanitize(weights))
 
 
+def _layout(c: AutoEncoderConfig):
+    """What the config promises of the (sanitized) tensors: `loader.check_layout`."""
+    ch = c.block_out_channels
+    return ({"encoder.down": c.num_levels, "decoder.up": c.num_levels,
+             "encoder.down.0.block": c.layers_per_block, "decoder.up.0.block": c.layers_per_block + 1},
+            {"encoder.conv_in.bias": (ch[0],), "decoder.conv_in.bias": (ch[-1],),
+             "decoder.conv_out.bias": (c.out_channels,), "encoder.conv_out.bias": (2 * c.latent_channels,),
+             "decoder.conv_in.weight": (ch[-1], 3, 3, c.latent_channels)})
+
+
 SPEC = ComponentSpec(
     name="VAE",
     build=AutoEncoder,
@@ -668,6 +701,7 @@ SPEC = ComponentSpec(
     config_error="VAE config in {where}: {error}",
     single_file="ae.safetensors",
     float16_as=mx.bfloat16,  # the FLUX VAE overflows in float16 (NaN, black images)
+    layout=_layout,
 )
 
 

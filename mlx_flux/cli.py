@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import string
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seed", type=int, help="random seed (default: random)")
     seeds.add_argument("--seeds", help="comma-separated seeds, one image each, e.g. 1,2,3")
     seeds.add_argument("--count", type=int, help="number of images from consecutive random seeds")
-    g.add_argument("--quantize", "-q", type=int, choices=[4, 8], help="quantize transformer and T5")
+    g.add_argument("--quantize", "-q", type=_quantize_choice, metavar="{4,8,auto}",
+                   help="quantize transformer and T5 (auto: the highest precision that fits this machine)")
+    g.add_argument("--force", action="store_true",
+                   help="load the model even if it cannot fit this machine's memory (it may swap heavily)")
     g.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on GPU, float32 on CPU")
     g.add_argument("--low-memory", action="store_true",
                    help="free the text encoders after encoding, decode in tiles (default: when memory is short)")
@@ -70,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--base", help="with a single file: folder or repo id with text encoders and VAE")
     _lora_flag(q, "bake into the quantized model (recorded in its manifest)")
     return parser
+
+
+def _quantize_choice(text: str) -> int | str:
+    if text in ("4", "8", "auto"):
+        return text if text == "auto" else int(text)
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from 4, 8, auto)")
 
 
 def _input_image(args):
@@ -111,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"generate": cmd_generate, "info": cmd_info, "download": cmd_download,
                 "quantize": cmd_quantize}[args.command](args)
+    except BrokenPipeError:
+        # the reader went away (`mlx-flux info x.png | head -1`): stop quietly, as other tools do
+        _silence_stdout()
+        return 0
     except KeyboardInterrupt:
         print("mlx-flux: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -123,6 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def _one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename:
         return f"{e.strerror or e}: {e.filename}"
@@ -132,6 +156,9 @@ def _one_line(e: BaseException) -> str:
 
 # --- generate ----------------------------------------------------------------------------
 
+MAX_COUNT = 10_000  # images one command makes; far more than a night's work at any size
+
+
 def _seed_list(args) -> list[int]:
     if args.seeds:
         try:
@@ -140,22 +167,37 @@ def _seed_list(args) -> list[int]:
             raise UsageError(f"--seeds must be comma-separated integers, not {args.seeds!r}") from None
         if not seeds:
             raise UsageError("--seeds is empty")
+        if len(seeds) > MAX_COUNT:
+            raise UsageError(f"--seeds lists {len(seeds)} seeds; at most {MAX_COUNT} images per command")
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1}) if len(set(seeds)) < len(seeds) else []
+        if repeated:
+            raise UsageError(f"--seeds lists {repeated[0]} more than once (the same seed makes the same image)")
         return seeds
     if args.count is not None:
-        if args.count < 1:
-            raise UsageError("--count must be at least 1")
+        if not 1 <= args.count <= MAX_COUNT:
+            raise UsageError(f"--count must be from 1 to {MAX_COUNT}, not {args.count}")
         start = secrets.randbelow(2**32 - args.count)
         return list(range(start, start + args.count))
     return [args.seed if args.seed is not None else secrets.randbelow(2**32)]
 
 
+def _check_template(template: str) -> None:
+    """--output may hold the literal placeholder {seed} and nothing else: no format spec
+    (`{seed:>999999999}` would write a gigabyte), no attribute or index (`{seed.__class__}`)."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:
+        fields = [("", "", None)]
+    if any(f != ("seed", "", None) for f in fields):
+        raise UsageError(f"--output may only contain the placeholder {{seed}}: {template!r}")
+
+
 def _output_paths(template: str, seeds: list[int], overwrite: bool) -> list[Path]:
+    _check_template(template)
     if len(seeds) > 1 and "{seed}" not in template:
         raise UsageError("with several seeds, --output must contain {seed}")
-    try:
-        paths = [Path(template.format(seed=s)).expanduser() for s in seeds]
-    except (KeyError, IndexError, ValueError):
-        raise UsageError(f"--output may only contain the placeholder {{seed}}: {template!r}") from None
+    paths = [Path(template.format(seed=s)).expanduser() for s in seeds]
     for p in paths:
         if p.suffix.lower() != ".png":
             raise UsageError(f"output must be a .png file: {p}")
@@ -164,6 +206,8 @@ def _output_paths(template: str, seeds: list[int], overwrite: bool) -> list[Path
             raise UsageError(f"output folder does not exist: {parent}")
         if not os.access(parent, os.W_OK):
             raise UsageError(f"output folder is not writable: {parent}")
+        if p.is_dir():
+            raise UsageError(f"{p} is a folder, not a file")
         if p.exists() and not overwrite:
             raise UsageError(f"{p} exists; pass --overwrite to replace it")
     return paths
@@ -198,6 +242,8 @@ def cmd_generate(args) -> int:
         paths = _output_paths(args.output, seeds, args.overwrite)
 
     if distributed:
+        if args.quantize == "auto" and args.split_model:
+            raise UsageError("--split-model takes --quantize 4 or 8, not auto")
         from .distributed import run_generate_distributed
 
         return run_generate_distributed(args, request, seeds, paths, loras, image)
@@ -210,7 +256,7 @@ def cmd_generate(args) -> int:
         t0 = time.perf_counter()
         pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
                                             progress=status.loading, low_memory=args.low_memory or None,
-                                            loras=loras)
+                                            loras=loras, force=args.force)
         status.done_loading(time.perf_counter() - t0)
         if len(seeds) == 1:
             results = [pipe.generate(request.with_(seed=seeds[0]), callback=status.step, image=image)]
@@ -222,8 +268,11 @@ def cmd_generate(args) -> int:
         print("mlx-flux: warning: the prompt is longer than the text encoders read; the end was cut off",
               file=sys.stderr)
     for result, path in zip(results, paths):
-        save_png(result.image, path, result.metadata)
-        print(path)
+        try:
+            save_png(result.image, path, result.metadata, overwrite=args.overwrite)
+        except FileExistsError:  # appeared while generating (another run): never replaced silently
+            raise UsageError(f"{path} exists; pass --overwrite to replace it") from None
+        print(path, flush=True)
     return 0
 
 

@@ -16,6 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .loader import ComponentSpec, load_component
+from .schema import Field, check
 
 # transformers' ACT2FN names -> MLX. "quick_gelu" (x * sigmoid(1.702 x)) is what
 # OpenAI's CLIP was trained with; "gelu" there is the exact erf form.
@@ -24,6 +25,19 @@ _ACTIVATIONS = {"quick_gelu": nn.gelu_fast_approx, "gelu": nn.gelu}
 # CLIP configs written before transformers PR #24773 carry eos_token_id 2; for those,
 # transformers keeps the original rule "EOS is the largest id in the sequence".
 _LEGACY_EOS_TOKEN_ID = 2
+
+
+_FIELDS = {
+    "vocab_size": Field(int, 1, 2**22),
+    "hidden_size": Field(int, 1, 2**16),
+    "intermediate_size": Field(int, 1, 2**18),
+    "num_hidden_layers": Field(int, 1, 1000),
+    "num_attention_heads": Field(int, 1, 1024),
+    "max_position_embeddings": Field(int, 1, 2**16),
+    "hidden_act": Field(str, required=False),
+    "layer_norm_eps": Field(float, 0, 1, required=False),
+    "eos_token_id": Field(int, 0, 2**22, required=False),
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +57,9 @@ class CLIPConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CLIPConfig":
         """Build from a config.json dict, ignoring keys we do not use (4.x and 5.x styles)."""
+        check(d, _FIELDS, "CLIP config")
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
@@ -187,6 +202,14 @@ class CLIPTextModel(nn.Module):
         return out
 
 
+def _layout(c: CLIPConfig):
+    """What the config promises of the (sanitized) tensors: `loader.check_layout`."""
+    return ({"encoder.layers": c.num_hidden_layers},
+            {"embeddings.token_embedding.weight": (c.vocab_size, c.hidden_size),
+             "embeddings.position_embedding.weight": (c.max_position_embeddings, c.hidden_size),
+             "encoder.layers.0.mlp.fc1.bias": (c.intermediate_size,), "final_layer_norm.weight": (c.hidden_size,)})
+
+
 SPEC = ComponentSpec(
     name="CLIP text encoder",
     build=CLIPTextModel,
@@ -194,6 +217,7 @@ SPEC = ComponentSpec(
     config_from_dict=CLIPConfig.from_dict,
     label="CLIP text encoder ({where})",
     config_error="unusable CLIP config.json in {where}: {error}",
+    layout=_layout,
 )
 
 

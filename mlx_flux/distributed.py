@@ -308,7 +308,8 @@ def run_generate_distributed(args, request: GenerationRequest, seeds: list[int],
     from PIL import Image
 
     for seed, image, path in zip(seeds, images, paths):
-        save_png(Image.fromarray(image, mode="RGB"), path, results[0].request.with_(seed=seed).to_metadata())
+        save_png(Image.fromarray(image, mode="RGB"), path, results[0].request.with_(seed=seed).to_metadata(),
+                 overwrite=getattr(args, "overwrite", True))
         print(path)
     return 0
 
@@ -320,7 +321,8 @@ def _data_parallel(args, request, seeds, group, status, loras, image):
 
     t0 = time.perf_counter()
     pipe = FluxPipeline.from_pretrained(args.model, base=args.base, dtype=args.dtype, quantize=args.quantize,
-                                        progress=status.loading, low_memory=args.low_memory or None, loras=loras)
+                                        progress=status.loading, low_memory=args.low_memory or None, loras=loras,
+                                        force=getattr(args, "force", False))
     status.done_loading(time.perf_counter() - t0)
     return generate_data_parallel(pipe, request, seeds, group, callback=status.step, image=image)
 

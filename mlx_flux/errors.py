@@ -15,3 +15,7 @@ class GatedRepoError(FluxError):
 
 class Cancelled(FluxError):
     """Raised from a step callback to stop a generation between steps."""
+
+
+class NonFiniteError(FluxError):
+    """The model produced NaN or infinite values (corrupt weights, usually): no image is written."""

@@ -1,6 +1,6 @@
 """One staged loader for every component (transformer, VAE, CLIP, T5), as mlx-lm's `load_model`:
 
-    find files -> read config -> build model -> sanitize -> adapters
+    find files -> read config -> build model (its layout checked first) -> sanitize -> adapters
         -> quantize (stored plan) -> strict apply (cast once) -> quantize (on load) -> evaluate
 
 The same pipeline loads a float checkpoint (a diffusers/transformers folder or a single
@@ -13,6 +13,7 @@ What differs between components is described once, in each model module's
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ import mlx.nn as nn
 
 from .errors import FluxError
 from .quantize import QuantPlan, apply_plan, quantize_blockwise
+from .schema import ConfigError
 from .quantized_io import MANIFEST, FormatError, is_quantized_folder, read_manifest
 from .weights import WeightError, apply_weights, default_dtype, load_config, load_safetensors, parse_dtype, shard_files
 
@@ -53,6 +55,10 @@ class ComponentSpec:
     keep_float32: tuple[str, ...] = ()  # parameter-name pieces kept float32 when loading float16 (overflow)
     float16_as: mx.Dtype | None = None  # the dtype used when float16 is asked and the model overflows in it
     blocks: Callable[[nn.Module], list[tuple[str, nn.Module]]] = _no_blocks  # evaluated one at a time
+    # What a config promises of the sanitized tensors, checked before the model is built (a
+    # config saying 10**9 layers must not build them): {prefix: how many `prefix.N.` blocks}
+    # and {tensor name: shape} (a tensor absent here is left to the strict apply).
+    layout: Callable[[Any], tuple[Mapping[str, int], Mapping[str, tuple[int, ...]]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,9 @@ def load_component(spec: ComponentSpec, source: str | Path | Checkpoint, dtype: 
     weights = load_safetensors(ckpt.files)
     # 2. read config (a single file's from its tensor shapes: nothing is read)
     config = read_config(spec, ckpt, weights, config)
-    # 3. build the model: its random init stays lazy, the strict apply replaces all of it
+    # 3. build the model: its random init stays lazy, the strict apply replaces all of it. First the
+    #    config is checked against the tensors present: a config that says 10**9 blocks builds none
+    check_layout(spec, config, weights, f"{spec.name} checkpoint {ckpt.where}")
     model = spec.build(config)
     # 4. sanitize: the model module's one place for checkpoint key names
     weights = spec.sanitize(weights)
@@ -160,12 +168,40 @@ def read_config(spec: ComponentSpec, ckpt: Checkpoint, weights: Mapping[str, mx.
         if not ckpt.folder:
             config = spec.config_from_weights(weights, config)
         return config
-    except FluxError:
-        raise
+    except FluxError as e:
+        if not isinstance(e, ConfigError):
+            raise
+        if in_hand and ckpt.manifest is not None:
+            raise FormatError(f"invalid {spec.name} config in {ckpt.manifest}: {e}") from None
+        raise WeightError(spec.config_error.format(name=spec.name, where=ckpt.where, error=e)) from None
     except (TypeError, ValueError, KeyError) as e:
         if in_hand and ckpt.manifest is not None:
             raise FormatError(f"invalid {spec.name} config in {ckpt.manifest}: {e}") from None
         raise WeightError(spec.config_error.format(name=spec.name, where=ckpt.where, error=e)) from e
+
+
+def check_layout(spec: ComponentSpec, config: Any, weights: Mapping[str, mx.array], label: str) -> None:
+    """The config's block counts and dimensions against the checkpoint's tensors, by their
+    sanitized names and header shapes (nothing is read). Packed quantized matrices (with
+    `.scales` beside them) are skipped; the strict apply checks every tensor later."""
+    if spec.layout is None or config is None:
+        return
+    weights = spec.sanitize(weights)
+    counts, shapes = spec.layout(config)
+    for prefix, n in counts.items():
+        pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.")
+        found = {int(m.group(1)) for k in weights if (m := pattern.match(k))}
+        if found != set(range(n)):
+            missing = next((i for i in range(min(n, len(found) + 1)) if i not in found), None)
+            odd = f"missing {prefix}.{missing}.*" if missing is not None else \
+                f"unexpected {prefix}.{max(found)}.*"
+            raise WeightError(f"{label}: its config says {n} {prefix} but the checkpoint holds {len(found)} "
+                              f"({odd})")
+    for key, shape in shapes.items():
+        if key in weights and key.rsplit(".", 1)[0] + ".scales" not in weights:
+            if tuple(weights[key].shape) != tuple(shape):
+                raise WeightError(f"{label}: tensor {key} has shape {tuple(weights[key].shape)}, "
+                                  f"its config says {tuple(shape)}")
 
 
 def _apply_stored_plan(spec: ComponentSpec, ckpt: Checkpoint, model: nn.Module) -> None:

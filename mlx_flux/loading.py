@@ -10,13 +10,14 @@ Three shapes are understood:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import hub, quantized_io, variants
 from .errors import ModelNotFoundError
+from .sampler import check_scheduler_config
+from .schema import ConfigError, check, read_json
 from .weights import WeightError, read_header
 
 TEXT_PARTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
@@ -74,7 +75,7 @@ def _folder(path: Path, name: str) -> ModelFiles:
         text_encoder_2=path / "text_encoder_2",
         tokenizer=path / "tokenizer",
         tokenizer_2=path / "tokenizer_2",
-        scheduler=_json(path / "scheduler" / "scheduler_config.json"),
+        scheduler=_scheduler(path),
         model_index=_json(path / "model_index.json"),
     )
 
@@ -109,7 +110,7 @@ def _single_file(file: Path, name: str, base, progress) -> ModelFiles:
         text_encoder_2=base_path / "text_encoder_2",
         tokenizer=base_path / "tokenizer",
         tokenizer_2=base_path / "tokenizer_2",
-        scheduler=_json(base_path / "scheduler" / "scheduler_config.json"),
+        scheduler=_scheduler(base_path),
         model_index=_json(base_path / "model_index.json"),  # a Kontext base makes a Kontext model
     )
 
@@ -119,9 +120,18 @@ def _has_text_parts(path: Path) -> bool:
 
 
 def _json(path: Path) -> dict | None:
+    """An optional JSON object beside the weights (config, scheduler, model index), checked to be one."""
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise WeightError(f"corrupt {path.name} in {path.parent}: {e}") from e
+    return check(read_json(path, path.name, WeightError), {}, str(path), WeightError)
+
+
+def _scheduler(path: Path) -> dict | None:
+    """scheduler/scheduler_config.json of `path`, its values checked before any is used."""
+    cfg = _json(path / "scheduler" / "scheduler_config.json")
+    if cfg is not None:
+        try:
+            check_scheduler_config(cfg, str(path / "scheduler" / "scheduler_config.json"))
+        except ConfigError as e:
+            raise WeightError(str(e)) from None
+    return cfg

@@ -10,14 +10,16 @@ encode the prompt, release the text encoders, denoise, then decode in tiles.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import mlx.core as mx
 
+from .errors import FluxError
 from .weights import read_header, shard_files
 
 GB = 1024**3
@@ -65,7 +67,8 @@ def configure_cache(low_memory: bool = False) -> None:
     34 to 38 s; BENCHMARKS.md).
     """
     if mx.default_device() == mx.cpu:
-        mx.set_cache_limit(MLX_CPU_CACHE_LIMIT if low_memory else min(CPU_CACHE_LIMIT, machine_memory() // 8))
+        with _SETTINGS:
+            mx.set_cache_limit(MLX_CPU_CACHE_LIMIT if low_memory else min(CPU_CACHE_LIMIT, machine_memory() // 8))
 
 
 # --- bounded evaluation ------------------------------------------------------------------------
@@ -105,11 +108,30 @@ def eval_headroom(nbytes: int | None) -> Iterator[None]:
     if nbytes is None:
         yield
         return
-    previous = mx.set_memory_limit(mx.get_active_memory() + nbytes)
+    global _base_limit
+    token = object()
+    with _SETTINGS:
+        if not _headrooms:
+            _base_limit = mx.set_memory_limit(mx.get_active_memory() + nbytes)
+        else:
+            mx.set_memory_limit(max(max(_headrooms.values()), mx.get_active_memory() + nbytes))
+        _headrooms[token] = mx.get_active_memory() + nbytes
     try:
         yield
     finally:
-        mx.set_memory_limit(previous)
+        with _SETTINGS:
+            del _headrooms[token]
+            # the process's limit goes back to what it was before the first of overlapping
+            # generations began, whatever order they end in
+            mx.set_memory_limit(max(_headrooms.values()) if _headrooms else _base_limit)
+
+
+# MLX's memory and cache limits are the process's, not a pipeline's: they are changed only
+# under this lock, and overlapping bounded evaluations (two pipelines on two threads) share one
+# saved limit instead of each restoring what the other had set.
+_SETTINGS = threading.Lock()
+_headrooms: dict[object, int] = {}
+_base_limit = 0
 
 
 def bounded_steps(config: Any, batch: int, tokens: int) -> AbstractContextManager[None]:
@@ -176,6 +198,55 @@ def plan(sizes: Mapping[str, int], low_memory: bool | None = None, budget: int |
     need = sum(sizes.values()) + STEP_BYTES
     low = need > budget if low_memory is None else bool(low_memory)
     return MemoryPlan(low, budget, need)
+
+
+class ModelTooLargeError(FluxError):
+    """A model that cannot fit this machine's memory even in low-memory mode (at this precision)."""
+
+
+def low_memory_need(sizes: Mapping[str, int]) -> int:
+    """The least a generation needs resident: every component's weights. Even in low-memory mode
+    the text encoders are loaded beside the transformer and the VAE to encode a prompt."""
+    return sum(sizes.values())
+
+
+def choose_precision(sizes_at: Callable[[int | None], Mapping[str, int]], quantize: int | str | None,
+                     force: bool = False, budget: int | None = None) -> int | None:
+    """The bits to load a model at: `quantize` (None, 4 or 8) if it fits the machine, else
+    ModelTooLargeError naming the precision that fits; "auto" picks the highest that fits.
+
+    `sizes_at(bits)` gives the components' resident sizes at `bits` (from the headers:
+    nothing is read). `force` loads anyway (the machine may swap to a standstill). The budget
+    is the machine's whole memory (`machine_memory`): a model above it cannot run at all.
+    """
+    budget = machine_memory() if budget is None else budget
+    need = {}
+
+    def fits(bits: int | None) -> bool:
+        if bits not in need:
+            need[bits] = low_memory_need(sizes_at(bits))
+        return need[bits] <= budget
+
+    if quantize == "auto":
+        for bits in (None, 8, 4):
+            if fits(bits):
+                return bits
+        if force:
+            return 4
+        raise ModelTooLargeError(f"the model needs about {describe_bytes(need[4])} of memory even 4-bit in "
+                                 f"low-memory mode; this machine has {describe_bytes(budget)} (--force to try anyway)")
+    if force or fits(quantize):
+        return quantize
+    smaller = [bits for bits in (8, 4) if (quantize is None or bits < quantize) and fits(bits)]
+    hint = (f"load it with --quantize {smaller[0]} (about {describe_bytes(need[smaller[0]])}), "
+            "or --force to try anyway" if smaller else "--force to try anyway")
+    precision = "in full precision" if quantize is None else f"{quantize}-bit"
+    raise ModelTooLargeError(f"the model needs about {describe_bytes(need[quantize])} of memory {precision} "
+                             f"even in low-memory mode; this machine has {describe_bytes(budget)}: {hint}")
+
+
+def describe_bytes(n: int) -> str:
+    return f"{n / GB:.1f} GB" if n >= GB / 10 else f"{n / 2**20:.1f} MB"
 
 
 # --- measuring ----------------------------------------------------------------------------------

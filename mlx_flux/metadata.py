@@ -8,10 +8,13 @@ object of our own for exact restore: a `GenerationRequest.to_metadata()`, versio
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,28 +43,89 @@ def parameters_text(meta: Mapping[str, Any]) -> str:
     return f"{meta.get('prompt', '')}\n" + ", ".join(fields)
 
 
-def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str, Any]) -> Path:
+def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str, Any], overwrite: bool = True) -> Path:
     """Write `image` as a PNG carrying `metadata`, atomically.
 
     The file appears complete or not at all: a full disk or a crash mid-write leaves the
-    destination (and any earlier file there) untouched.
+    destination (and any earlier file there) untouched. With `overwrite` False the file is
+    created exclusively: if `path` exists, even one that appeared while this image was being
+    written, FileExistsError (naming `path`) and nothing is replaced. Temporary files a
+    killed run left beside `path` (ours only, by their name) are removed when stale.
     """
     path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    remove_stale(folder, f".{path.name}.", ".part")
     info = PngImagePlugin.PngInfo()
     info.add_text(TEXT_KEY, parameters_text(metadata))
     info.add_text(JSON_KEY, json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as e:
+        raise _named(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG", pnginfo=info)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved image is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish_exclusively(tmp, path)
+    except OSError as e:  # named after the user's path, never the hidden temporary file
+        raise _named(e, path) from None
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
+
+
+def _publish_exclusively(tmp: str, path: Path) -> None:
+    """Give the complete file `tmp` the name `path`, failing if `path` exists (FileExistsError)."""
+    try:
+        os.link(tmp, path)  # atomic and exclusive: fails if path exists
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        # no hard links here (FAT, some network shares): claim the name exclusively, then replace it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.replace(tmp, path)
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """`e` as raised for `path` (an error about our temporary file is one about the user's file)."""
+    if isinstance(e, FileExistsError):
+        return FileExistsError(errno.EEXIST, f"{path} exists", str(path))
+    return type(e)(e.errno, e.strerror or str(e), str(path))
+
+
+STALE_SECONDS = 10 * 60  # a temporary file this old belongs to no running save or quantize
+
+
+def remove_stale(folder: Path, prefix: str, suffix: str = "", age: float = STALE_SECONDS) -> None:
+    """Remove what killed runs left in `folder`: entries named `prefix*suffix` older than `age`.
+
+    Only our own temporary names are matched (`.<name>.XXXX.part`, `.<name>.partial-XXXX`),
+    never anything else; a file or folder that cannot be removed is left alone.
+    """
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(suffix)) or len(entry.name) <= len(prefix):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < age:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 def _umask() -> int:
@@ -75,14 +139,15 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with Image.open(path) as im:
             text = dict(getattr(im, "text", {}) or im.info)
-    except (OSError, ValueError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        # a header claiming 100000x100000 is refused by Pillow before its text is read
         return None
     if JSON_KEY in text:
         try:
-            meta = json.loads(text[JSON_KEY])
+            meta = json.loads(str(text[JSON_KEY]))
             if isinstance(meta, dict):
                 return meta
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, nested too deep, an integer too long
             pass
     if TEXT_KEY in text:
         return parse_parameters(str(text[TEXT_KEY]))
@@ -127,8 +192,9 @@ def read_request(path: str | os.PathLike) -> GenerationRequest | None:
 
 def format_metadata(meta: Mapping[str, Any]) -> str:
     """Human-readable lines for `mlx-flux info`."""
-    keys = [k for k in FIELDS if k in meta] + sorted(k for k in meta if k not in FIELDS)
-    width = max(len(k) for k in keys) if keys else 0
+    keys = [k for k in FIELDS if k in meta] + sorted(str(k) for k in meta if k not in FIELDS)
+    names = {k: printable(k, newlines=False) for k in keys}
+    width = min(max((len(n) for n in names.values()), default=0), 24)
     lines = []
     for k in keys:
         value = meta[k]
@@ -136,5 +202,20 @@ def format_metadata(meta: Mapping[str, Any]) -> str:
             refs = [GenerationRequest.from_metadata({"prompt": "", "loras": [item]}).loras for item in value]
             value = "; ".join(f"{r[0].name} ({r[0].fingerprint}) x {r[0].scale:g}" if r else str(item)
                               for r, item in zip(refs, value)) or "none"
-        lines.append(f"{k.ljust(width)}  {value}")
+        lines.append(f"{names[k].ljust(width)}  {printable(_text(value))}")
     return "\n".join(lines)
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except (RecursionError, ValueError):  # a value nested deeply, an integer too long to print
+        return "(unprintable value)"
+
+
+def printable(text: str, newlines: bool = True) -> str:
+    """`text` safe to print to a terminal: every character that is not printable (escape
+    sequences, clipboard writes, bidirectional overrides) shown as its escape (`\\x1b`),
+    newlines kept so a multi-line prompt stays readable."""
+    keep = "\n" if newlines else ""
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from . import hub, image_modes, images, memory, quantized_io, sampler, variants
 from .autoencoder import load_autoencoder
 from .clip import load_clip
 from .engine import GenerationResult, ImageInput, StepCallback, StepEvent
+from .errors import NonFiniteError
 from .images import InputImage, load_image
 from .loader import load_component
 from .loading import ModelFiles, find_files
@@ -73,14 +75,17 @@ class FluxPipeline:
         # mx.compile fuses the elementwise work between matmuls: a gain on a GPU; on the CPU
         # it measured no faster and its first trace costs ~20 s of C++ compilation.
         self.compile: bool = mx.default_device() == mx.gpu
+        # One generation at a time per pipeline: two threads would interleave their steps on one
+        # model, its prompt cache and the process's MLX memory settings.
+        self._lock = threading.RLock()
 
     # --- loading ---------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, model: str | Path, base: str | Path | None = None, dtype: str | None = None,
-                        quantize: int | None = None, progress: hub.Progress | None = None,
+                        quantize: int | str | None = None, progress: hub.Progress | None = None,
                         low_memory: bool | None = None,
-                        loras: Sequence[tuple[str | Path, float]] = ()) -> "FluxPipeline":
+                        loras: Sequence[tuple[str | Path, float]] = (), force: bool = False) -> "FluxPipeline":
         """Load a model folder, a BFL single file (+ `base`), or a hub repo id.
 
         dtype None picks the device's best (bfloat16 on a GPU, float32 on the CPU).
@@ -89,15 +94,23 @@ class FluxPipeline:
         buffer cache (see `memory.configure_cache`); None decides from the machine's memory
         and the model's size (see `memory.plan`). loras: (path or hub reference, scale) pairs,
         applied as `set_loras` would.
+
+        A model that cannot fit the machine's memory even in low-memory mode is refused before
+        anything is read (`memory.ModelTooLargeError`, naming the precision that fits) unless
+        `force`; quantize="auto" picks the highest precision that fits (full, 8 or 4 bits).
         """
-        if quantize not in (None, 4, 8):
-            raise InputError(f"quantize must be 4 or 8 bits, not {quantize}")
+        if quantize not in (None, 4, 8, "auto"):
+            raise InputError(f"quantize must be 4 or 8 bits or 'auto', not {quantize}")
         dt = parse_dtype(dtype) or default_dtype()
         files = find_files(model, base, progress)
+        if files.quantized is not None:  # our quantized folder: loads as stored, never in full precision
+            quantize = quantized_io.check_requested_bits(files.quantized, files.transformer.parent,
+                                                         None if quantize == "auto" else quantize)
+            memory.choose_precision(lambda _: memory.component_bytes(files, dt, quantize), quantize, force)
+        else:  # from the headers' sizes, before anything is read
+            quantize = memory.choose_precision(lambda bits: memory.component_bytes(files, dt, bits), quantize, force)
         if progress:
             progress("Loading transformer", None)
-        if files.quantized is not None:  # our quantized folder: loads as stored, never in full precision
-            quantize = quantized_io.check_requested_bits(files.quantized, files.transformer.parent, quantize)
         # quantize=N quantizes each block as it is read
         transformer = load_transformer(files.transformer, dtype=dt, config=_transformer_config(files),
                                        quantize=_on_load(files, quantize))
@@ -204,6 +217,7 @@ class FluxPipeline:
         guided = self.transformer.config.guidance_embed
         picture = load_image(image) if image is not None else None
         width, height, used, mode = image_modes.plan(request, picture, self.variant_info, self.model_name)
+        self.check_size(1024 if width is None else int(width), 1024 if height is None else int(height))
         return request.with_(
             width=1024 if width is None else int(width), height=1024 if height is None else int(height),
             steps=self.default_steps if request.steps is None else int(request.steps),
@@ -264,6 +278,31 @@ class FluxPipeline:
             results += self._generate(request, [int(s) for s in chunk], None, report, picture)
         return results
 
+    def image_bytes(self, width: int, height: int) -> int:
+        """Memory one width x height image needs beyond the weights: the larger of a denoising
+        step's activations and the VAE decode's (tiled above 2 GiB: the image and the latent stage)."""
+        step = activation_bytes(self.transformer.config, width, height, self.t5_length, self.dtype,
+                                fused_attention=mx.default_device() == mx.gpu)
+        shape = (1, height // 8, width // 8, self.vae.config.latent_channels)
+        tiled = width * height * 3 * 4 * 2 + (height // 8) * (width // 8) * self.vae.config.block_out_channels[-1] * 16
+        return max(step, min(self.vae.decode_bytes(shape), tiled))
+
+    def check_size(self, width: int, height: int) -> None:
+        """InputError when a width x height image cannot fit this machine's memory, naming the
+        largest square that does (API, CLI and app all resolve through here)."""
+        budget = memory.machine_memory()
+        need = self.image_bytes(width, height)
+        if need <= budget:
+            return
+        lo, hi = 1, max(1, max(width, height) // 16)  # sides in units of 16 pixels
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self.image_bytes(16 * mid, 16 * mid) <= budget else (lo, mid - 1)
+        largest = (f"the largest that fits is about {16 * lo}x{16 * lo}"
+                   if self.image_bytes(16 * lo, 16 * lo) <= budget else "not even 16x16 fits")
+        raise InputError(f"a {width}x{height} image needs about {memory.describe_bytes(need)} of memory; "
+                         f"this machine has {memory.describe_bytes(budget)}: {largest}")
+
     def auto_max_batch(self, width: int, height: int) -> int:
         """How many images one transformer batch may hold at this size on this machine.
 
@@ -289,6 +328,10 @@ class FluxPipeline:
         the real model takes minutes the user's first generation would wait for.
         """
         GenerationRequest("", width=width, height=height).check()
+        with self._lock:
+            return self._warmup(width, height, batch, force)
+
+    def _warmup(self, width: int, height: int, batch: int, force: bool) -> float:
         t0 = time.perf_counter()
         if mx.default_device() == mx.cpu and not force:
             if not self.low_memory:
@@ -333,6 +376,11 @@ class FluxPipeline:
     def _generate(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
                   callback: StepCallback | None, image: InputImage | None = None) -> list[GenerationResult]:
         """Images of a resolved `request`, one per seed (None: the request's own seed)."""
+        with self._lock:
+            return self._generate_locked(request, seeds, latents, callback, image)
+
+    def _generate_locked(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
+                         callback: StepCallback | None, image: InputImage | None) -> list[GenerationResult]:
         seeds = [request.seed] if seeds is None else seeds
         memory.configure_cache(self.low_memory)  # per generation: the limit is the process's, not ours
         meter = memory.PeakMeter()
@@ -385,6 +433,8 @@ class FluxPipeline:
         want = (len(seeds), channels, h // 8, w // 8)
         if arr.shape != want:
             raise InputError(f"latents must have shape {want} (N, C, H/8, W/8), not {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InputError("latents must be finite numbers (they hold NaN or infinity)")
         return sampler.nchw_to_nhwc(arr)
 
     def _encode_image(self, pixels: np.ndarray) -> mx.array:
@@ -406,8 +456,11 @@ class FluxPipeline:
         total = len(steps.sigmas) - 1
         t1 = time.perf_counter()
 
-        def report(step: int, done: mx.array, x0: mx.array) -> None:
-            mx.eval(done)  # waits for this step only: the next one is already queued
+        def report(step: int, done: mx.array, x0: mx.array, finite: mx.array) -> None:
+            mx.eval(done, finite)  # waits for this step only: the next one is already queued
+            if not finite.item():  # NaN weights give a black image otherwise, and exit 0
+                raise NonFiniteError(f"the model produced NaN/inf values at step {step}: "
+                                     "the weights may be corrupt")
             if callback is not None:
                 callback(StepEvent(step, total, time.perf_counter() - t1, steps.sigmas[step],
                                    self._preview_fn(x0, h, w)))
@@ -417,18 +470,26 @@ class FluxPipeline:
             for step, packed, x0 in sampler.denoise(model, cond, packed, steps, compiled=self.compile):
                 # Queue this step before reporting the previous one, so the device keeps computing
                 # while Python waits, runs the callback (previews) and builds the next graph.
-                mx.async_eval(packed, x0)
+                finite = mx.isfinite(packed).all()  # one cheap reduction per step
+                mx.async_eval(packed, x0, finite)
                 if pending is not None:
                     report(*pending)
-                pending = (step, packed, x0)
+                pending = (step, packed, x0, finite)
             report(*pending)
         return sampler.unpack(packed, h, w)
 
     def _decode(self, final: mx.array) -> list[Image.Image]:
         """The VAE decode of final latents [B, H/8, W/8, C], one image at a time (the memory peak)."""
         tile = memory.LOW_MEMORY_TILE if self.low_memory else None  # None: the VAE decides by size
-        return [_to_pil(self.vae.decode(final[i : i + 1].astype(self.dtype), tile=tile)[0])
-                for i in range(final.shape[0])]
+        images = []
+        for i in range(final.shape[0]):
+            img = self.vae.decode(final[i : i + 1].astype(self.dtype), tile=tile)[0]
+            finite = mx.isfinite(img).all()
+            mx.eval(img, finite)
+            if not finite.item():
+                raise NonFiniteError("the VAE produced NaN/inf values: its weights may be corrupt")
+            images.append(_to_pil(img))
+        return images
 
     def _preview_fn(self, x0: mx.array, height: int, width: int) -> Callable[[], Image.Image]:
         def preview() -> Image.Image:

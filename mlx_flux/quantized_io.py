@@ -18,13 +18,13 @@ with a one-line reason, never loaded half right.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import __version__
 from .errors import FluxError
 from .quantize import MODE
+from .schema import Field, check, read_json
 
 MANIFEST = "mlx-flux.json"
 FORMAT = "mlx-flux-quantized"
@@ -33,6 +33,12 @@ FORMAT_VERSION = 1  # bump when a reader of this version could not load the new 
 
 class FormatError(FluxError, ValueError):
     """A quantized folder this version cannot load (newer format, unknown format, missing files)."""
+
+
+_MANIFEST = {"quantization": Field(dict), "components": Field(dict)}
+_QUANTIZATION = {"mode": Field(str), "bits": Field(int, 2, 8), "group_size": Field(int, 1, 4096, required=False)}
+_COMPONENT = {"file": Field(str), "quantized": Field(list, item=dict), "config": Field(dict, required=False)}
+_GROUP = {"bits": Field(int, 2, 8), "group_size": Field(int, 1, 4096), "layers": Field(list, item=str)}
 
 
 def is_quantized_folder(path: Path) -> bool:
@@ -44,12 +50,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """The checked manifest of `folder`; raises FormatError saying exactly why it cannot be loaded."""
     folder = Path(folder)
     path = folder / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FormatError(f"not a quantized mlx-flux folder (no {MANIFEST}): {folder}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"corrupt {MANIFEST} in {folder}: {e}") from None
+    if not path.is_file():
+        raise FormatError(f"not a quantized mlx-flux folder (no {MANIFEST}): {folder}")
+    manifest = read_json(path, MANIFEST, FormatError)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise FormatError(f"unknown model format in {path} (expected {FORMAT!r})")
     version = manifest.get("format_version")
@@ -59,13 +62,19 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         writer = manifest.get("mlx_flux_version", "a newer mlx-flux")
         raise FormatError(f"{folder} was written by mlx-flux {writer} in format version {version}; "
                           f"this mlx-flux {__version__} reads up to version {FORMAT_VERSION}: upgrade mlx-flux")
-    q = manifest.get("quantization", {})
+    check(manifest, _MANIFEST, str(path), FormatError)
+    q = check(manifest["quantization"], _QUANTIZATION, f"{path}: quantization", FormatError)
     if q.get("mode") != MODE:
         raise FormatError(f"unsupported quantization mode {q.get('mode')!r} in {path} (this version reads {MODE!r})")
     components = manifest.get("components")
     if not isinstance(components, dict) or "transformer" not in components:
         raise FormatError(f"{path} lists no quantized transformer")
     for name, comp in components.items():
+        check(comp, _COMPONENT, f"{path}: component {name}", FormatError)
+        for group in comp["quantized"]:
+            check(group, _GROUP, f"{path}: a group of quantized layers of {name}", FormatError)
+        if Path(comp["file"]).is_absolute() or ".." in Path(comp["file"]).parts:
+            raise FormatError(f"{path}: component {name} names a file outside the folder: {comp['file']}")
         try:
             comp["plan"] = _plan(comp)
         except (KeyError, TypeError, ValueError):

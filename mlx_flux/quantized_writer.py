@@ -24,7 +24,9 @@ from .clip import SPEC as CLIP_SPEC
 from .loader import load_component
 from .lora import ActiveLora, merge_adapter
 from .lora_formats import read_lora
+from .errors import FluxError
 from .loading import find_files
+from .metadata import remove_stale
 from .quantize import GROUP_SIZES, MODE, check_bits, plan_of
 from .quantized_io import FORMAT, FORMAT_VERSION, MANIFEST, FormatError
 from .t5 import SPEC as T5_SPEC
@@ -60,7 +62,11 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
         raise FormatError(f"{model} is already quantized; quantize the original model")
     active = [ActiveLora(read_lora(hub.resolve_file(source)), float(scale)) for source, scale in loras]
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    remove_stale(output.parent, f".{output.name}.partial-")  # what a killed run left
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    except OSError as e:
+        raise FormatError(f"cannot write {output}: {e.strerror or e}") from None
     try:
         components = {}
         _say(progress, "Quantizing transformer")
@@ -114,8 +120,13 @@ def quantize_to_folder(model: str | os.PathLike, bits: int, output: Path, base: 
         if output.exists():
             output.rmdir()  # empty (checked above); rename cannot replace it everywhere
         os.replace(tmp, output)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and not isinstance(e, FluxError)):
+            # a full disk, a vanished folder: MLX says so in a RuntimeError, Python in an OSError
+            # naming our hidden work folder; the user's path is `output`
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0]
+            raise FormatError(f"cannot write {output}: {reason.replace(str(tmp), str(output))}") from None
         raise
     _say(progress, "Done")
     return output

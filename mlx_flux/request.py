@@ -27,6 +27,7 @@ from .errors import FluxError
 
 SCHEMA_VERSION = 1
 SEED_LIMIT = 2**64  # seeds are 0 .. 2**64 - 1 (MLX's random key takes a 64-bit seed)
+MAX_STEPS = 1000  # far beyond any useful schedule (FLUX.1-dev: 28..50), far short of a night's work
 
 
 class InputError(FluxError, ValueError):
@@ -117,12 +118,19 @@ class GenerationRequest:
         """Raise InputError with a one-line reason if the engine cannot make this image."""
         if not isinstance(self.prompt, str):
             raise InputError(f"prompt must be text, not {type(self.prompt).__name__}")
+        try:
+            self.prompt.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates (a bad terminal or file encoding)
+            raise InputError(f"prompt is not valid Unicode text (character {e.start + 1} cannot be encoded)") \
+                from None
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 16 or value % 16):
                 raise InputError(f"{name} must be a positive multiple of 16, not {value}")
         if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
             raise InputError(f"steps must be at least 1, not {self.steps}")
+        if self.steps is not None and self.steps > MAX_STEPS:
+            raise InputError(f"steps must be at most {MAX_STEPS}, not {self.steps}")
         if self.guidance is not None and (not _is_number(self.guidance) or not math.isfinite(self.guidance)):
             raise InputError(f"guidance must be a finite number, not {self.guidance}")
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < SEED_LIMIT):

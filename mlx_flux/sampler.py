@@ -20,6 +20,8 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 import mlx.core as mx
 import numpy as np
 
+from .schema import ConfigError, Field, check
+
 LATENT_CHANNELS = 16  # used only to shape the noise when no VAE config is at hand; pipeline passes its own
 
 
@@ -46,6 +48,25 @@ def schedule(steps: int, seq_len: int, shift: bool) -> list[float]:
     return [float(np.float32(x)) for x in t]
 
 
+_SCHEDULER = {
+    "shift": Field(float, 1e-3, 1e3, required=False),
+    "use_dynamic_shifting": Field(bool, required=False),
+    "base_image_seq_len": Field(int, 1, 2**24, required=False),
+    "max_image_seq_len": Field(int, 1, 2**24, required=False),
+    "base_shift": Field(float, -10, 10, required=False),
+    "max_shift": Field(float, -10, 10, required=False),
+}
+
+
+def check_scheduler_config(cfg: object, where: str) -> Mapping[str, Any]:
+    """A scheduler_config.json's values checked once (types, finite, in range), before any use."""
+    check(cfg, _SCHEDULER, where)
+    if cfg.get("use_dynamic_shifting") and cfg.get("base_image_seq_len", 256) == cfg.get("max_image_seq_len", 4096):
+        raise ConfigError(f"{where}: base_image_seq_len and max_image_seq_len must differ (the shift is a line "
+                          "through both)")
+    return cfg
+
+
 def config_schedule(cfg: dict, steps: int, seq_len: int) -> list[float]:
     """The schedule FlowMatchEulerDiscreteScheduler computes from a repo's scheduler_config.json.
 
@@ -59,6 +80,8 @@ def config_schedule(cfg: dict, steps: int, seq_len: int) -> list[float]:
     else:
         s = float(cfg.get("shift", 1.0))
         sigmas = s * sigmas / (1 + (s - 1) * sigmas)
+    if not np.isfinite(sigmas).all():
+        raise ConfigError(f"the scheduler config gives non-finite noise levels for {steps} steps at {seq_len} tokens")
     return [float(np.float32(x)) for x in sigmas] + [0.0]
 
 

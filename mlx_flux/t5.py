@@ -22,10 +22,25 @@ from .fanout import concat_fan_out
 from .layers import gelu_tanh
 from .loader import ComponentSpec, load_component
 from .quantize import blocks as quantize_blocks
+from .schema import Field, check
 
 # transformers' ACT2FN names -> MLX. "gelu" is the exact erf form there; "gelu_new" the
 # tanh approximation, which is what "gated-gelu" (T5 v1.1, FLUX) means.
 _ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "gelu_new": gelu_tanh, "silu": nn.silu}
+
+
+_FIELDS = {
+    "vocab_size": Field(int, 1, 2**22),
+    "d_model": Field(int, 1, 2**16),
+    "d_kv": Field(int, 1, 2**12),
+    "num_heads": Field(int, 1, 1024),
+    "d_ff": Field(int, 1, 2**18),
+    "num_layers": Field(int, 1, 1000),
+    "feed_forward_proj": Field(str, required=False),
+    "relative_attention_num_buckets": Field(int, 4, 4096, required=False),
+    "relative_attention_max_distance": Field(int, 1, 2**20, required=False),
+    "layer_norm_epsilon": Field(float, 0, 1, required=False),
+}
 
 
 @dataclass(frozen=True)
@@ -50,10 +65,14 @@ class T5Config:
         `dense_act_fn`/`is_gated_act` are ignored on purpose: transformers re-derives both
         from `feed_forward_proj`, so that is the field that decides.
         """
+        check(d, _FIELDS, "T5 config")
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
 
     def __post_init__(self) -> None:
+        if self.relative_attention_max_distance <= self.relative_attention_num_buckets // 4:
+            raise ValueError(f"relative_attention_max_distance {self.relative_attention_max_distance} must exceed "
+                             f"a quarter of relative_attention_num_buckets ({self.relative_attention_num_buckets})")
         parts = self.feed_forward_proj.split("-")
         if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated") or self.activation not in _ACTIVATIONS:
             supported = ", ".join(f"{g}{a}" for g in ("", "gated-") for a in ("relu", "gelu", "silu"))
@@ -258,6 +277,15 @@ class T5Encoder(nn.Module):
         return {k: v for k, v in weights.items() if not k.startswith(("decoder.", "lm_head."))}
 
 
+def _layout(c: T5Config):
+    """What the config promises of the (sanitized) tensors: `loader.check_layout`."""
+    attn = "encoder.block.0.layer.0."
+    return ({"encoder.block": c.num_layers},
+            {"shared.weight": (c.vocab_size, c.d_model), attn + "SelfAttention.q.weight": (c.inner_dim, c.d_model),
+             attn + "SelfAttention.relative_attention_bias.weight": (c.relative_attention_num_buckets, c.num_heads),
+             attn + "layer_norm.weight": (c.d_model,), "encoder.final_layer_norm.weight": (c.d_model,)})
+
+
 SPEC = ComponentSpec(
     name="T5 text encoder",
     build=T5Encoder,
@@ -269,6 +297,7 @@ SPEC = ComponentSpec(
     # T5's feed-forward output overflows float16: transformers keeps `wo` in float32 there
     keep_float32=(".wo.",),
     blocks=quantize_blocks,
+    layout=_layout,
 )
 
 

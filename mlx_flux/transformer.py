@@ -32,9 +32,38 @@ from .layers import (
 )
 from .loader import Adapter, ComponentSpec, load_component
 from .quantize import blocks as quantize_blocks
+from .schema import Field, check
 from .weights import WeightError
 
 TIME_DIM = 256  # width of the timestep / guidance sinusoid
+# Bounds of a config's numbers: far above FLUX.1's (3072 wide, 19 + 38 blocks), far below what
+# would exhaust memory just building the model.
+MAX_DIM, MAX_LAYERS = 2**17, 1000
+
+# Our own field names (a quantized folder's manifest copy), and diffusers' config.json.
+_FIELDS = {
+    **{k: Field(int, 1, MAX_DIM, required=False)
+       for k in ("in_channels", "out_channels", "vec_in_dim", "context_in_dim", "hidden_size")},
+    "mlp_ratio": Field(float, 1e-3, 64, required=False),
+    "num_heads": Field(int, 1, 1024, required=False),
+    "depth": Field(int, 0, MAX_LAYERS, required=False),
+    "depth_single_blocks": Field(int, 0, MAX_LAYERS, required=False),
+    "axes_dim": Field(list, 0, MAX_DIM, required=False, item=int),
+    "theta": Field(float, 1, 1e12, required=False),
+    "qkv_bias": Field(bool, required=False),
+    "guidance_embed": Field(bool, required=False),
+}
+_DIFFUSERS_FIELDS = {
+    "patch_size": Field(int, 1, 64, required=False),
+    **{k: Field(int, 1, MAX_DIM, required=False)
+       for k in ("in_channels", "out_channels", "pooled_projection_dim", "joint_attention_dim")},
+    "num_attention_heads": Field(int, 1, 1024, required=False),
+    "attention_head_dim": Field(int, 2, 4096, required=False),
+    "num_layers": Field(int, 0, MAX_LAYERS, required=False),
+    "num_single_layers": Field(int, 0, MAX_LAYERS, required=False),
+    "axes_dims_rope": Field(list, 0, 4096, required=False, item=int),
+    "guidance_embeds": Field(bool, required=False),
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +86,8 @@ class FluxConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "axes_dim", tuple(int(d) for d in self.axes_dim))
+        if not 1 <= self.num_heads <= self.hidden_size <= MAX_DIM:
+            raise ValueError(f"hidden_size {self.hidden_size} and num_heads {self.num_heads} must be in 1..{MAX_DIM}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if sum(self.axes_dim) != self.head_dim or any(d % 2 for d in self.axes_dim):
@@ -73,12 +104,15 @@ class FluxConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FluxConfig":
         """From our own field names; unknown keys are ignored."""
+        check(d, _FIELDS, "transformer config")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
 
     @classmethod
     def from_diffusers(cls, d: Mapping[str, Any]) -> "FluxConfig":
         """From a diffusers `FluxTransformer2DModel` config.json."""
+        check(d, _DIFFUSERS_FIELDS, "transformer config")
+        d = {k: v for k, v in d.items() if v is not None}  # null: the default
         if d.get("patch_size", 1) != 1:
             raise ValueError(f"patch_size {d['patch_size']} is not supported (FLUX.1 packs patches into channels)")
         in_channels = d.get("in_channels", 64)
@@ -410,7 +444,7 @@ _SINGLE_FUSED = {p: "linear1" for p in _FUSION_ORDER["linear1"]}
 
 def _config_from_dict(d: Mapping[str, Any]) -> FluxConfig:
     """A diffusers config.json, or our own field names (as our quantized folder stores them)."""
-    diffusers = "num_layers" in d or "attention_head_dim" in d
+    diffusers = isinstance(d, Mapping) and ("num_layers" in d or "attention_head_dim" in d)
     return FluxConfig.from_diffusers(d) if diffusers else FluxConfig.from_dict(d)
 
 
@@ -424,6 +458,18 @@ def _config_of_file(weights: Mapping[str, mx.array], given: FluxConfig | None) -
     return dataclasses.replace(config, guidance_embed="guidance_in.in_layer.weight" in weights)
 
 
+def _layout(c: FluxConfig):
+    """What the config promises of the (sanitized) tensors: `loader.check_layout`."""
+    h = c.hidden_size
+    return ({"double_blocks": c.depth, "single_blocks": c.depth_single_blocks},
+            {"img_in.weight": (h, c.in_channels), "img_in.bias": (h,), "txt_in.weight": (h, c.context_in_dim),
+             "vector_in.in_layer.weight": (h, c.vec_in_dim), "final_layer.linear.weight": (c.out_channels, h),
+             "double_blocks.0.img_attn.norm.query_norm.scale": (c.head_dim,),
+             "double_blocks.0.img_mlp.0.bias": (c.mlp_hidden_dim,),
+             "single_blocks.0.norm.query_norm.scale": (c.head_dim,),
+             "single_blocks.0.linear1.bias": (3 * h + c.mlp_hidden_dim,)})
+
+
 SPEC = ComponentSpec(
     name="transformer",
     build=Flux,
@@ -433,6 +479,7 @@ SPEC = ComponentSpec(
     config_error="invalid transformer config for {where}: {error}",
     subfolder="transformer",
     blocks=quantize_blocks,
+    layout=_layout,
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from math import prod
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -17,13 +18,19 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .errors import FluxError
+from .schema import Field, check, read_json
 
 
 class WeightError(FluxError, ValueError):
     """A checkpoint is missing, corrupt or does not match the model (user-facing)."""
 
 
-_ST_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "U32", "U16", "U64", "BOOL"}
+_ST_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+            "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
+_ST_DTYPES = set(_ST_SIZE)
+
+
+_INDEX = {"weight_map": Field(dict)}
 
 
 def read_header(path: Path) -> dict[str, dict]:
@@ -45,19 +52,37 @@ def read_header(path: Path) -> dict[str, dict]:
             if n > size - 8 or n > 100_000_000:
                 raise WeightError(f"corrupt weight file (bad header): {path}")
             header = json.loads(f.read(n))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WeightError(f"corrupt weight file (unreadable header): {path}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
+        if isinstance(e, WeightError):
+            raise
+        raise WeightError(f"corrupt weight file (unreadable header): {path}") from None
+    if not isinstance(header, dict):
+        raise WeightError(f"corrupt weight file (its header is not a JSON object): {path}")
     header.pop("__metadata__", None)
     end = 0
     for name, info in header.items():
-        if not isinstance(info, dict) or info.get("dtype") not in _ST_DTYPES:
-            raise WeightError(f"corrupt weight file (bad entry {name!r}): {path}")
+        if not _valid_entry(info):
+            raise WeightError(f"corrupt weight file (bad entry {name[:80]!r}): {path}")
         end = max(end, info["data_offsets"][1])
     if 8 + n + end != size:
         raise WeightError(
             f"corrupt or incomplete weight file ({size} bytes, expected {8 + n + end}): {path}"
         )
     return header
+
+
+def _valid_entry(info: object) -> bool:
+    """A tensor entry: a known dtype, a shape of non-negative integers, and offsets that span
+    exactly its bytes (so a tensor can neither overlap the next nor read past the file)."""
+    if not isinstance(info, dict) or info.get("dtype") not in _ST_DTYPES:
+        return False
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**40 for d in shape)):
+        return False
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+        return False
+    start, stop = offsets
+    return 0 <= start <= stop and stop - start == prod(shape) * _ST_SIZE[info["dtype"]]
 
 
 def shard_files(folder: Path, stem: str | None = None) -> list[Path]:
@@ -73,10 +98,12 @@ def shard_files(folder: Path, stem: str | None = None) -> list[Path]:
     if stem is not None:
         indexes = [p for p in indexes if p.name.startswith(stem)]
     if indexes:
-        try:
-            weight_map = json.loads(indexes[0].read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as e:
-            raise WeightError(f"corrupt index file: {indexes[0]}") from e
+        index = check(read_json(indexes[0], "index file", WeightError), _INDEX, f"index file {indexes[0]}", WeightError)
+        weight_map = index["weight_map"]
+        bad = [v for v in weight_map.values() if not isinstance(v, str) or Path(v).name != v or not v]
+        if bad:
+            raise WeightError(f"corrupt index file (its weight_map names {bad[0]!r}, not a file beside it): "
+                              f"{indexes[0]}")
         files = sorted({folder / name for name in weight_map.values()})
         for f in files:
             if not f.is_file():
@@ -107,10 +134,7 @@ def load_config(folder: Path, name: str = "config.json") -> dict:
     path = Path(folder) / name
     if not path.is_file():
         raise WeightError(f"missing {name} in {folder}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise WeightError(f"corrupt {name} in {folder}: {e}") from e
+    return read_json(path, name, WeightError)
 
 
 def apply_weights(
@@ -124,7 +148,9 @@ def apply_weights(
 
     Every missing, unexpected or misshapen tensor is named in the error, so a wrong or
     partial checkpoint is caught at load time instead of producing a wrong image.
-    Parameters whose name contains one of `keep_float32` stay in float32.
+    Parameters whose name contains one of `keep_float32` stay in float32. A tensor must be
+    of the kind (floating-point or integer) its parameter is: the packed weights of a
+    quantized layer are integers, every other parameter floats.
     """
     expected = dict(tree_flatten(model.parameters()))
     missing = sorted(set(expected) - set(weights))
@@ -144,11 +170,25 @@ def apply_weights(
                 f"{component} checkpoint: tensor {name} has shape {tuple(value.shape)}, "
                 f"the model expects {tuple(want.shape)}"
             )
+        if _is_float(value.dtype) != _is_float(want.dtype):
+            # a header edited from F32 to I32 would load its bytes as integers: another model
+            raise WeightError(
+                f"{component} checkpoint: tensor {name} is stored as {_dtype_name(value.dtype)}, "
+                f"the model expects {'floating-point' if _is_float(want.dtype) else 'integer'} values"
+            )
         target = dtype if dtype is not None else want.dtype
         if any(k in name for k in keep_float32) or not mx.issubdtype(value.dtype, mx.floating):
             target = mx.float32 if mx.issubdtype(value.dtype, mx.floating) else value.dtype
         loaded.append((name, value.astype(target) if value.dtype != target else value))
     model.update(tree_unflatten(loaded))
+
+
+def _is_float(dtype: mx.Dtype) -> bool:
+    return mx.issubdtype(dtype, mx.floating)
+
+
+def _dtype_name(dtype: mx.Dtype) -> str:
+    return str(dtype).removeprefix("mlx.core.")
 
 
 def _names(names: list[str], limit: int = 5) -> str:
