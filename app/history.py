@@ -89,6 +89,7 @@ class HistoryStore:
     def __init__(self, path: Path | str, data_dir: Path | None = None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.data_dir = data_dir or (self.path.parent if self.path else Path.cwd())
+        self.read_only = False
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None)  # explicit transactions
             self._db.row_factory = sqlite3.Row
@@ -99,6 +100,28 @@ class HistoryStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"Could not open the history database {path}: {exc}") from exc
+
+    @classmethod
+    def open_read_only(cls, path: Path, data_dir: Path) -> HistoryStore:
+        """The existing history, for looking only (a read-only or full disk): nothing is written,
+        not even SQLite's journal, and adding or deleting says why it cannot."""
+        store = cls.__new__(cls)
+        store.path, store.data_dir, store.read_only = Path(path), data_dir, True
+        if not store.path.is_file():
+            raise HistoryError(f"There is no history at {path} yet")
+        last: Exception | None = None
+        for options in ("mode=ro", "mode=ro&immutable=1"):  # a WAL database in a read-only folder needs the 2nd
+            try:
+                store._db = sqlite3.connect(f"file:{store.path.resolve()}?{options}", uri=True, isolation_level=None)
+                store._db.row_factory = sqlite3.Row
+                version = store._db.execute("PRAGMA user_version").fetchone()[0]
+                if version != SCHEMA_VERSION:
+                    raise HistoryError(f"The history at {path} needs an update this read-only session cannot make")
+                store._db.execute("SELECT COUNT(*) FROM entries").fetchone()
+                return store
+            except sqlite3.DatabaseError as exc:
+                last = exc
+        raise HistoryError(f"Could not open the history database {path}: {last}")
 
     @classmethod
     def in_memory(cls, data_dir: Path) -> HistoryStore:
@@ -125,6 +148,8 @@ class HistoryStore:
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self):
+        if self.read_only:
+            raise HistoryError("The history is open read-only in this session (its folder cannot be written)")
         return _Transaction(self._db)
 
     def close(self) -> None:
@@ -230,12 +255,16 @@ class HistoryStore:
         )
 
 
-def _request(text: str | None, prompt: str, seed: int) -> GenerationRequest:
-    """A row's request; one that cannot be read still restores its prompt and seed."""
+def _request(text: str | None, prompt: object, seed: object) -> GenerationRequest:
+    """A row's request; one that cannot be read still restores its prompt and seed (whatever a
+    damaged or hand-edited row holds in those columns: never anything but text and an integer)."""
     try:
         return GenerationRequest.from_metadata(json.loads(text or "{}"))
-    except ValueError:  # not JSON, or no prompt in it
-        return GenerationRequest(prompt, seed=seed)
+    except (ValueError, TypeError, RecursionError):  # not JSON, or no prompt in it
+        if isinstance(prompt, bytes):
+            prompt = prompt.decode("utf-8", "replace")
+        ok_seed = isinstance(seed, int) and 0 <= seed < 2**64
+        return GenerationRequest(str(prompt)[:10_000], seed=seed if ok_seed else None)
 
 
 def _migrate_v1(db: sqlite3.Connection) -> None:

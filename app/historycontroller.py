@@ -148,7 +148,7 @@ class HistoryController:
         except HistoryError as exc:
             w.show_message(str(exc))
             return
-        _trash(entry.image_path)
+        self._remove_file(entry.image_path)
         if w.shown is not None and w.shown.entry_id == entry.id:
             w.shown = None
             w.set_pinned(False)  # nothing left to look at: back to the live previews
@@ -162,15 +162,52 @@ class HistoryController:
         self.update_actions()
 
 
-def _trash(path: Path) -> None:
-    """Move an image to the Trash (recoverable); delete it if there is no Trash."""
+    def _remove_file(self, path: Path) -> None:
+        """Move an entry's image to the Trash, only ever inside the data folder; where there is no
+        usable Trash, ask before deleting it for good (the confirmation promised the Trash)."""
+        w = self.window
+        if not path.exists() and not path.is_symlink():
+            return
+        if not inside(path, self.history.data_dir):  # a row edited or made elsewhere: never follow it out
+            w.show_message(f"The entry is gone; its image file {path.name} is outside the data folder and was "
+                           "left where it is.", "info")
+            return
+        if move_to_trash(path):
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image",
+                          f"“{path.name}” cannot be moved to the Trash.", parent=w)
+        box.setObjectName("confirmPermanentDeleteBox")
+        box.setInformativeText("Delete it permanently? This cannot be undone.")
+        delete = box.addButton("Delete Permanently", QMessageBox.ButtonRole.DestructiveRole)
+        delete.setObjectName("deletePermanentlyButton")
+        keep = box.addButton("Keep the File", QMessageBox.ButtonRole.RejectRole)
+        keep.setObjectName("keepFileButton")
+        box.setDefaultButton(keep)
+        box.exec()
+        if box.clickedButton() is not delete:
+            w.show_message(f"The entry is gone; its image file was kept: {path}", "info")
+            return
+        try:
+            path.unlink()
+        except OSError as exc:
+            log.exception("could not remove %s", path)
+            w.show_message(f"Could not delete {path.name}: {exc.strerror or exc}")
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` (links followed) lies inside `folder`."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def move_to_trash(path: Path) -> bool:
+    """Move a file to the Trash (recoverable); False where no Trash is usable."""
     from PySide6.QtCore import QFile
 
-    if not path.exists():
-        return
     try:
         moved = QFile.moveToTrash(str(path))
-        if not (moved[0] if isinstance(moved, tuple) else moved):  # the return type varies by binding
-            path.unlink()
     except OSError:
-        log.exception("could not remove %s", path)
+        return False
+    return bool(moved[0] if isinstance(moved, tuple) else moved)  # the return type varies by binding

@@ -74,7 +74,10 @@ def create_app(argv: list[str] | None = None) -> tuple[QApplication, MainWindow]
     problems = []
     if (problem := data_dir.prepare()) is not None:
         problems.append(f"{problem} Images and history can't be saved in this session; use Export.")
-        history = HistoryStore.in_memory(data_dir.root)
+        try:  # the images and history already there can still be looked at
+            history = HistoryStore.open_read_only(data_dir.database, data_dir.root)
+        except HistoryError:
+            history = HistoryStore.in_memory(data_dir.root)
     else:
         _log_to(data_dir)
         try:

@@ -570,9 +570,12 @@ class MainWindow(QMainWindow):
         if self.shown is None:
             return None
         fmt = fmt or format_for(Path(path))
+        dest = with_extension(Path(path), fmt)
+        if dest != Path(path) and dest.exists():  # the dialog confirmed replacing `path`, not this file
+            self.show_message(f"{dest.name} already exists in {dest.parent}: choose another name.", "warning")
+            return None
         try:
-            written = export_image(qimage_to_pil(self.shown.image), self.shown.metadata,
-                                   with_extension(Path(path), fmt), fmt, self.shown.path)
+            written = export_image(qimage_to_pil(self.shown.image), self.shown.metadata, dest, fmt, self.shown.path)
         except Exception as exc:
             log.exception("export failed")
             self.show_message(f"Could not export the image: {describe_error(exc)}")

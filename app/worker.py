@@ -102,11 +102,20 @@ def load_pipeline(choice: ModelChoice, progress: Callable[[str, float | None], N
     return FluxPipeline.from_pretrained(choice.source, quantize=choice.quantize, progress=progress)
 
 
-def save_image(image: Any, path: Path, metadata: dict[str, Any]) -> None:
+def save_image(image: Any, path: Path, metadata: dict[str, Any]) -> Path:
+    """Save a new image as `path`, or as `path` with -2, -3... when that name is taken, even by
+    another app running on the same data folder at the same moment: the file is created
+    exclusively, so no image ever replaces another. Returns the path written."""
     from mlx_flux.metadata import save_png
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(image, path, metadata)
+    for n in range(1, 1000):
+        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+        try:
+            return save_png(image, candidate, metadata, overwrite=False)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name for {path.name} in {path.parent}")
 
 
 def _cancelled_error() -> type[BaseException]:
@@ -361,7 +370,7 @@ class Worker(QObject):
         saved_path: Path | None = path
         save_error = None
         try:
-            save_image(result.image, path, result.metadata)
+            saved_path = save_image(result.image, path, result.metadata) or path
         except Exception as exc:  # disk full, unwritable folder...: keep the image on screen anyway
             log.exception("saving %s failed", path)
             saved_path, save_error = None, describe_error(exc)

@@ -139,9 +139,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with Image.open(path) as im:
             text = dict(getattr(im, "text", {}) or im.info)
+            comment = _exif_comment(im)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         # a header claiming 100000x100000 is refused by Pillow before its text is read
         return None
+    if comment and TEXT_KEY not in text:  # a JPEG or WebP export: the parameters text in EXIF
+        text[TEXT_KEY] = comment
     if JSON_KEY in text:
         try:
             meta = json.loads(str(text[JSON_KEY]))
@@ -152,6 +155,28 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     if TEXT_KEY in text:
         return parse_parameters(str(text[TEXT_KEY]))
     return None
+
+
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+
+
+def _exif_comment(im: Image.Image) -> str | None:
+    """The EXIF UserComment (where JPEG and WebP exports keep the `parameters` text), decoded."""
+    try:
+        raw = im.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is only a missing comment
+        return None
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes) or len(raw) < 8:
+        return None
+    head, body = raw[:8], raw[8:]
+    try:
+        if head.startswith(b"UNICODE"):  # UTF-16, big-endian as written by export (and most tools)
+            return body.decode("utf-16-be" if not body.startswith(b"\xff\xfe") else "utf-16")
+        return body.decode("ascii" if head.startswith(b"ASCII") else "utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def parse_parameters(text: str) -> dict[str, Any] | None:

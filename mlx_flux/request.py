@@ -28,6 +28,13 @@ from .errors import FluxError
 SCHEMA_VERSION = 1
 SEED_LIMIT = 2**64  # seeds are 0 .. 2**64 - 1 (MLX's random key takes a 64-bit seed)
 MAX_STEPS = 1000  # far beyond any useful schedule (FLUX.1-dev: 28..50), far short of a night's work
+# What a stored request may hold at most (a PNG is anyone's file): past these a value is dropped
+# rather than handed to an engine or a widget. The text encoders read a few hundred words at most.
+MAX_PROMPT_CHARS = 10_000
+_STORED_RANGES: dict[str, tuple[float, float]] = {
+    "width": (16, 16384), "height": (16, 16384), "steps": (1, MAX_STEPS), "seed": (0, 2**64 - 1),
+    "quantize": (2, 8), "guidance": (0.0, 100.0), "strength": (1e-6, 1.0),
+}
 
 
 class InputError(FluxError, ValueError):
@@ -161,7 +168,7 @@ class GenerationRequest:
         prompt = meta.get("prompt")
         if not isinstance(prompt, str):
             raise InputError("the image's settings have no prompt")
-        values: dict[str, Any] = {"prompt": prompt}
+        values: dict[str, Any] = {"prompt": prompt[:MAX_PROMPT_CHARS]}
         for f in fields(cls):
             if f.name == "prompt" or f.name not in meta or meta[f.name] is None:
                 continue
@@ -176,6 +183,14 @@ _INTS = {"width", "height", "steps", "seed", "quantize"}
 
 def _field_value(name: str, value: Any) -> Any:
     """`value` as field `name` holds it, or None when it cannot be (wrong type, out of range)."""
+    value = _typed_value(name, value)
+    if value is not None and name in _STORED_RANGES:
+        low, high = _STORED_RANGES[name]
+        return value if low <= value <= high else None
+    return value
+
+
+def _typed_value(name: str, value: Any) -> Any:
     if name in _INTS:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)

@@ -199,3 +199,42 @@ def test_about_and_reveal_do_not_crash_without_an_image(qtbot, window, monkeypat
     window.revealAction.trigger()
     window.copyImageAction.trigger()
     assert revealed == [] and window.export_to(Path("/tmp/never.png")) is None
+
+
+def test_a_data_folder_that_cannot_be_written_still_shows_its_history(qtbot, tmp_path, tiny_schnell, monkeypatch):
+    """Instead of an empty history for the session, the existing one, read-only (nothing written)."""
+    from app.history import HistoryStore
+    from app.params import GenerationParams, ModelChoice
+    from app.paths import DataDir
+    from mlx_flux.request import GenerationRequest
+
+    data = DataDir(tmp_path / "data")
+    data.prepare()
+    store = HistoryStore(data.database, data.root)
+    request = GenerationRequest("made last week", 64, 64, steps=4, seed=5, model="tiny")
+    store.add(GenerationParams(ModelChoice(str(tiny_schnell)), request), data.images / "old.png")
+    store.close()
+    before = data.database.read_bytes()
+    monkeypatch.setattr(DataDir, "prepare", lambda self: f"The data folder {self.root} is not writable.")
+    _, window = open_window(qtbot, data.root, tiny_schnell)
+    wait_ready(qtbot, window)
+    assert window.historyModel.rowCount() == 1 and window.historyModel.entry(0).prompt == "made last week"
+    assert window.history.read_only and "not writable" in window.messageLabel.text()
+    window.close()
+    assert data.database.read_bytes() == before
+
+
+def test_a_damaged_history_row_is_listed_and_painted(qtbot, window):
+    """A prompt stored as a BLOB (and no readable request) raised in the row painter on every repaint."""
+    import sqlite3
+
+    seed_history(window, ["fine"])
+    db = sqlite3.connect(window.history.path)
+    db.execute("UPDATE entries SET prompt = ?, request = ?", (b"\xff\xfeblob prompt", "not json"))
+    db.commit()
+    db.close()
+    window.refresh_history()
+    entry = window.historyModel.entry(0)
+    assert isinstance(entry.prompt, str) and "blob prompt" in entry.prompt
+    window.historyList.viewport().repaint()  # paints the row without raising
+    qtbot.wait(50)

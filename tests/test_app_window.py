@@ -348,7 +348,40 @@ def test_search_select_restore_rerun_and_copy_prompt(qtbot, window):
     assert window.historyModel.entry(0).seed == fox.seed  # newest first
 
 
-def test_delete_asks_and_removes_only_that_entry(qtbot, window):
+def answer_dialogs(qtbot, names: list[str]) -> None:
+    """Click the named button of each of the next modal message boxes, one after the other."""
+    clicked: list = []
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox) or (clicked and box is clicked[-1]):
+            QTimer.singleShot(20, click)
+            return
+        clicked.append(box)
+        qtbot.mouseClick(box.findChild(QPushButton, names[len(clicked) - 1]), Qt.MouseButton.LeftButton)
+        if len(clicked) < len(names):
+            QTimer.singleShot(20, click)
+
+    QTimer.singleShot(0, click)
+
+
+@pytest.fixture
+def trash(monkeypatch, tmp_path):
+    """A stand-in Trash: moves files into a folder (the test machine may have no usable Trash)."""
+    import app.historycontroller as controller
+
+    folder = tmp_path / "Trash"
+    folder.mkdir()
+
+    def move(path):
+        Path(path).rename(folder / Path(path).name)
+        return True
+
+    monkeypatch.setattr(controller, "move_to_trash", move)
+    return folder
+
+
+def test_delete_asks_and_removes_only_that_entry(qtbot, window, trash):
     seed_history(window, ["first", "second", "third"])
     entries = window.historyModel.entries()
     click_history_row(qtbot, window, 1)  # "second"
@@ -361,10 +394,46 @@ def test_delete_asks_and_removes_only_that_entry(qtbot, window):
     qtbot.mouseClick(window.deleteButton, Qt.MouseButton.LeftButton)
     remaining = window.historyModel.entries()
     assert [e.prompt for e in remaining] == ["third", "first"]
-    assert not entries[1].image_path.exists()
+    assert not entries[1].image_path.exists() and (trash / entries[1].image_path.name).is_file()  # recoverable
     for entry in remaining:
         assert entry.image_path.is_file() and window.history.get(entry.id) == entry
     assert len(window.history) == 2
+
+
+@pytest.mark.parametrize("answer", ["keepFileButton", "deletePermanentlyButton"])
+def test_without_a_trash_delete_asks_before_deleting_for_good(qtbot, window, monkeypatch, answer):
+    import app.historycontroller as controller
+
+    monkeypatch.setattr(controller, "move_to_trash", lambda path: False)
+    seed_history(window, ["only"])
+    entry = window.historyModel.entry(0)
+    click_history_row(qtbot, window, 0)
+    answer_dialogs(qtbot, ["confirmDeleteButton", answer])
+    qtbot.mouseClick(window.deleteButton, Qt.MouseButton.LeftButton)
+    assert len(window.history) == 0
+    assert entry.image_path.exists() == (answer == "keepFileButton")
+    if answer == "keepFileButton":
+        assert "was kept" in window.messageBar.text()
+
+
+def test_delete_never_touches_a_file_outside_the_data_folder(qtbot, window, tmp_path, trash):
+    import sqlite3
+
+    victim = tmp_path / "victim" / "secret.png"
+    victim.parent.mkdir()
+    victim.write_bytes(b"precious")
+    seed_history(window, ["outside"])
+    entry = window.historyModel.entry(0)
+    db = sqlite3.connect(window.history.path)
+    db.execute("UPDATE entries SET image_path = ? WHERE id = ?", (str(victim), entry.id))
+    db.commit()
+    db.close()
+    window.refresh_history()
+    click_history_row(qtbot, window, 0)
+    answer_dialogs(qtbot, ["confirmDeleteButton"])
+    qtbot.mouseClick(window.deleteButton, Qt.MouseButton.LeftButton)
+    assert len(window.history) == 0 and victim.read_bytes() == b"precious"
+    assert not any(trash.iterdir()) and "outside the data folder" in window.messageBar.text()
 
 
 # -- export, clipboard, drag, file manager ---------------------------------------------------
@@ -386,6 +455,9 @@ def test_export_in_each_format(qtbot, window, tmp_path, monkeypatch):
             assert im.format == fmt and im.size == (64, 64)
             comment = im.getexif().get_ifd(0x8769).get(0x9286)
             assert comment and "export me" in comment.decode("utf-16-be", "ignore")
+        # and read back by `mlx-flux info` and the app's restore, as the PNG is
+        meta = read_metadata(path)
+        assert meta["prompt"] == "export me" and meta["seed"] == window.shown.params.seed
 
     # The button asks where, through the platform's save dialog.
     asked = []
@@ -603,3 +675,12 @@ def test_quitting_after_copying_an_image_exits_cleanly(tmp_path):
     proc = subprocess.run([sys.executable, "-c", QUIT_AFTER_COPY, str(tmp_path / "data")], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+
+
+def test_export_never_replaces_a_file_the_dialog_did_not_name(qtbot, window, tmp_path):
+    generate(qtbot, window, "keep my photo")
+    (tmp_path / "photo.jpg").write_bytes(b"my holiday")
+    assert window.export_to(tmp_path / "photo", "jpeg") is None  # "photo" + .jpg would replace it
+    assert (tmp_path / "photo.jpg").read_bytes() == b"my holiday"
+    assert "photo.jpg already exists" in window.messageBar.text()
+    assert window.export_to(tmp_path / "photo.jpg", "jpeg") == tmp_path / "photo.jpg"  # named: the dialog asked

@@ -337,3 +337,12 @@ def test_failed_warm_up_is_harmless(qtbot, queue, fake, monkeypatch):
         queue.load_model(ModelChoice("fake"), (96, 64))
     with qtbot.waitSignal(queue.finished, timeout=TIMEOUT):
         queue.submit([params()])
+
+
+def test_a_name_taken_meanwhile_gets_a_new_one_and_nothing_is_replaced(tmp_path):
+    """Two apps on one data folder, same seed, same second: both images are kept."""
+    first = worker_module.save_image(Image.new("RGB", (8, 8), (255, 0, 0)), tmp_path / "d" / "120000-7.png", {})
+    second = worker_module.save_image(Image.new("RGB", (8, 8), (0, 0, 255)), tmp_path / "d" / "120000-7.png", {})
+    assert (first.name, second.name) == ("120000-7.png", "120000-7-2.png")
+    with Image.open(first) as a, Image.open(second) as b:
+        assert a.getpixel((0, 0)) == (255, 0, 0) and b.getpixel((0, 0)) == (0, 0, 255)

@@ -106,3 +106,21 @@ def test_loras_round_trip_through_json_and_the_parameters_text(tmp_path):
     # entries that are not LoRA references are dropped, the others kept
     meta = dict(req.to_metadata(), loras=[{"name": "x"}, req.to_metadata()["loras"][1], "junk"])
     assert GenerationRequest.from_metadata(meta).loras == req.loras[1:]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("steps", 2**40), ("steps", 0), ("seed", 2**64), ("width", 10**9), ("height", 8), ("guidance", 1e300),
+    ("guidance", -1.0), ("strength", 5.0), ("quantize", 64),
+])
+def test_stored_values_out_of_range_are_dropped(field, value):
+    """A PNG is anyone's file: absurd values never reach an engine or a widget (a slider given 2**40
+    steps raised OverflowError in the app)."""
+    got = GenerationRequest.from_metadata(dict(FULL.to_metadata(), **{field: value}))
+    assert getattr(got, field) == getattr(GenerationRequest("x"), field)
+
+
+def test_a_huge_stored_prompt_is_cut_to_what_can_matter():
+    from mlx_flux.request import MAX_PROMPT_CHARS
+
+    got = GenerationRequest.from_metadata({"prompt": "word " * 200_000})
+    assert len(got.prompt) == MAX_PROMPT_CHARS
