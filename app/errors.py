@@ -30,7 +30,9 @@ def describe_error(exc: BaseException) -> str:
         if isinstance(exc, FileNotFoundError):
             return f"File not found{where}."
         return f"{exc.strerror or text}{where}"
-    return f"Something went wrong ({type(exc).__name__}: {text or 'no details'}). The details are in the log."
+    # A bug, not the person's doing: say what happened in words, not a Python class name.
+    what = f": {text}" if text else ""
+    return f"Something unexpected stopped this{what}. The details are in mlx-flux.log in the data folder."
 
 
 def _first_line(exc: BaseException) -> str:

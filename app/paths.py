@@ -53,4 +53,18 @@ class DataDir:
             return f"Can't create the data folder {self.root}: {exc.strerror or exc}"
         if not os.access(self.images, os.W_OK):
             return f"The data folder {self.root} is not writable; new images can't be saved."
+        self.sweep()
         return None
+
+    def sweep(self) -> None:
+        """Remove the hidden temporary files of saves a killed app left behind (ours only, by
+        name: `.<image>.XXXX.part`, older than a few minutes)."""
+        from mlx_flux.metadata import remove_stale
+
+        folders = [self.images, self.inputs]
+        try:
+            folders += [p for p in self.images.iterdir() if p.is_dir()]
+        except OSError:
+            pass
+        for folder in folders:
+            remove_stale(folder, ".", ".part")

@@ -93,7 +93,7 @@ def window(qtbot, tmp_path, tiny_schnell):
 
 
 @pytest.mark.parametrize("error, expected", [
-    (RuntimeError("kernel exploded"), "RuntimeError: kernel exploded"),
+    (RuntimeError("kernel exploded"), "Something unexpected stopped this: kernel exploded"),
     (MemoryError(), "Out of memory"),
 ])
 def test_exception_in_the_worker_is_a_message(qtbot, window, monkeypatch, error, expected):
@@ -110,6 +110,7 @@ def test_exception_in_the_worker_is_a_message(qtbot, window, monkeypatch, error,
         qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
     wait_ready(qtbot, window)
     assert expected in window.messageLabel.text()
+    assert "Error" not in window.messageLabel.text()  # no Python class names in the window
     assert window.progressLabel.text() == "Failed"
     assert window.historyModel.entries() == entries and entries[0].image_path.is_file()
 
@@ -238,3 +239,22 @@ def test_a_damaged_history_row_is_listed_and_painted(qtbot, window):
     assert isinstance(entry.prompt, str) and "blob prompt" in entry.prompt
     window.historyList.viewport().repaint()  # paints the row without raising
     qtbot.wait(50)
+
+
+def test_leftovers_of_a_killed_save_are_cleaned_at_the_next_start(qtbot, tmp_path, tiny_schnell):
+    import os
+    import time
+
+    day = tmp_path / "data" / "images" / "2026-01-01"
+    day.mkdir(parents=True)
+    stale, fresh, mine = day / ".120000-7.png.k2j4.part", day / ".120001-8.png.x9a1.part", day / "notes.part"
+    for path in (stale, fresh, mine):
+        path.write_bytes(b"half an image")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(mine, (old, old))
+    _, window = open_window(qtbot, tmp_path / "data", tiny_schnell)
+    wait_ready(qtbot, window)
+    assert not stale.exists()           # a killed run's temporary file
+    assert fresh.exists() and mine.exists()  # one being written right now, and a file of the person's
+    window.close()
