@@ -161,18 +161,19 @@ class FluxPipeline:
         """
         active = tuple(ActiveLora(read_lora(hub.resolve_file(source)), lora_scale(scale)) for source, scale in loras)
         transformer, blocks = lora_target(self.transformer)
-        try:
-            apply_loras(transformer, active, "transformer", blocks)
-            if self._clip is not None:
-                apply_loras(self._clip, active, "text_encoder")
-        except LoraError:
-            apply_loras(transformer, self._loras, "transformer", blocks)  # back to the set that worked
-            if self._clip is not None:
-                apply_loras(self._clip, self._loras, "text_encoder")
-            raise
-        if text_encoder_part(active) != text_encoder_part(self._loras):
-            self._prompts.clear()  # embeddings of the text encoder the old set changed
-        self._loras = active
+        with self._lock:  # not while another thread's generation runs on these layers
+            try:
+                apply_loras(transformer, active, "transformer", blocks)
+                if self._clip is not None:
+                    apply_loras(self._clip, active, "text_encoder")
+            except LoraError:
+                apply_loras(transformer, self._loras, "transformer", blocks)  # back to the set that worked
+                if self._clip is not None:
+                    apply_loras(self._clip, self._loras, "text_encoder")
+                raise
+            if text_encoder_part(active) != text_encoder_part(self._loras):
+                self._prompts.clear()  # embeddings of the text encoder the old set changed
+            self._loras = active
 
     @property
     def loras(self) -> tuple[LoraRef, ...]:
