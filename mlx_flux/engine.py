@@ -79,14 +79,18 @@ class Engine(Protocol):
     def generate(self, prompt: str | GenerationRequest, width: int | None = None, height: int | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                  latents: Any = None, callback: StepCallback | None = None,
-                 image: ImageInput | None = None, strength: float | None = None) -> GenerationResult:
-        """One image, from keyword options or from a request (and the input image it names)."""
+                 image: ImageInput | None = None, strength: float | None = None,
+                 mask: ImageInput | None = None,
+                 expand: tuple[int, int, int, int] | None = None) -> GenerationResult:
+        """One image, from keyword options or from a request (and the input image and mask it names)."""
         ...
 
     def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
                        height: int | None = None, steps: int | None = None, guidance: float | None = None,
                        callback: StepCallback | None = None, max_batch: int | None = None,
-                       image: ImageInput | None = None, strength: float | None = None) -> list[GenerationResult]:
+                       image: ImageInput | None = None, strength: float | None = None,
+                       mask: ImageInput | None = None,
+                       expand: tuple[int, int, int, int] | None = None) -> list[GenerationResult]:
         """One image per seed, the prompt encoded once; step events count over the whole batch."""
         ...
 
@@ -94,7 +98,8 @@ class Engine(Protocol):
         """Make these (file or hub reference, scale) pairs the active LoRAs; [] removes all."""
         ...
 
-    def resolve(self, request: GenerationRequest, image: ImageInput | None = None) -> GenerationRequest:
+    def resolve(self, request: GenerationRequest, image: ImageInput | None = None,
+                mask: ImageInput | None = None) -> GenerationRequest:
         """`request` with this model's defaults, a random seed if it has none, and model fields."""
         ...
 

@@ -27,7 +27,7 @@ from . import hub, image_modes, images, memory, quantized_io, sampler, variants
 from .autoencoder import load_autoencoder
 from .clip import load_clip
 from .engine import GenerationResult, ImageInput, StepCallback, StepEvent
-from .errors import NonFiniteError
+from .errors import FluxError, NonFiniteError
 from .images import InputImage, load_image
 from .loader import load_component
 from .loading import ModelFiles, find_files
@@ -103,6 +103,8 @@ class FluxPipeline:
             raise InputError(f"quantize must be 4 or 8 bits or 'auto', not {quantize}")
         dt = parse_dtype(dtype) or default_dtype()
         files = find_files(model, base, progress)
+        if variants.detect(True, files.model_index).fills:
+            raise FluxError(f"{files.name} is a FLUX.1 Fill model, which this version cannot run yet")
         if files.quantized is not None:  # our quantized folder: loads as stored, never in full precision
             quantize = quantized_io.check_requested_bits(files.quantized, files.transformer.parent,
                                                          None if quantize == "auto" else quantize)
@@ -204,7 +206,8 @@ class FluxPipeline:
 
     # --- requests ----------------------------------------------------------------------------
 
-    def resolve(self, request: GenerationRequest, image: ImageInput | None = None) -> GenerationRequest:
+    def resolve(self, request: GenerationRequest, image: ImageInput | None = None,
+                mask: ImageInput | None = None) -> GenerationRequest:
         """`request` checked and completed: this model's defaults, a random seed if it has none,
         the model's name, precision and LoRAs, and what it starts from (`mode`): exactly what
         the result will record.
@@ -215,6 +218,8 @@ class FluxPipeline:
         one needs the same image again.
         """
         request.check()
+        if mask is not None or request.mask is not None or request.expand is not None:
+            raise InputError(f"a mask or expand needs a FLUX.1 Fill model; {self.model_name} is not one")
         guided = self.transformer.config.guidance_embed
         picture = load_image(image) if image is not None else None
         width, height, used, mode = image_modes.plan(request, picture, self.variant_info, self.model_name)
@@ -235,7 +240,9 @@ class FluxPipeline:
     def generate(self, prompt: str | GenerationRequest, width: int | None = None, height: int | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                  latents: np.ndarray | None = None, callback: StepCallback | None = None,
-                 image: ImageInput | None = None, strength: float | None = None) -> GenerationResult:
+                 image: ImageInput | None = None, strength: float | None = None,
+                 mask: ImageInput | None = None,
+                 expand: tuple[int, int, int, int] | None = None) -> GenerationResult:
         """One image, from keyword options or from a `GenerationRequest` (then give no options
         but the input `image` the request names).
 
@@ -244,14 +251,16 @@ class FluxPipeline:
         to edit. See the README for the rest; raising from `callback` cancels.
         """
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
-                                            seed=seed, strength=strength)
+                                            seed=seed, strength=strength, expand=expand)
         picture = load_image(image) if image is not None else None
-        return self._generate(self.resolve(request, picture), None, latents, callback, picture)[0]
+        return self._generate(self.resolve(request, picture, mask), None, latents, callback, picture)[0]
 
     def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
                        height: int | None = None, steps: int | None = None, guidance: float | None = None,
                        callback: StepCallback | None = None, max_batch: int | None = None,
-                       image: ImageInput | None = None, strength: float | None = None) -> list[GenerationResult]:
+                       image: ImageInput | None = None, strength: float | None = None,
+                       mask: ImageInput | None = None,
+                       expand: tuple[int, int, int, int] | None = None) -> list[GenerationResult]:
         """One image per seed, the prompt (and an input image) encoded once and the transformer
         run on batches.
 
@@ -259,12 +268,12 @@ class FluxPipeline:
         `auto_max_batch`). Step events count over all batches (step 1..batches*steps).
         """
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
-                                            strength=strength)
+                                            strength=strength, expand=expand)
         seeds = list(seeds)
         if not seeds:
             raise InputError("seeds must not be empty")
         picture = load_image(image) if image is not None else None
-        request = self.resolve(request.with_(seed=seeds[0]), picture)
+        request = self.resolve(request.with_(seed=seeds[0]), picture, mask)
         for s in seeds:
             request.with_(seed=s).check()
         if max_batch is None:

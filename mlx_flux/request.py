@@ -80,8 +80,8 @@ class ImageRef:
 
 
 # What a generation starts from (filled in by the engine).
-TEXT_TO_IMAGE, IMAGE_TO_IMAGE, EDIT = "text-to-image", "img2img", "edit"
-MODES = (TEXT_TO_IMAGE, IMAGE_TO_IMAGE, EDIT)
+TEXT_TO_IMAGE, IMAGE_TO_IMAGE, EDIT, INPAINT, OUTPAINT = "text-to-image", "img2img", "edit", "inpaint", "outpaint"
+MODES = (TEXT_TO_IMAGE, IMAGE_TO_IMAGE, EDIT, INPAINT, OUTPAINT)
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,8 @@ class GenerationRequest:
     seed: int | None = None
     image: ImageRef | None = None   # the input image (img2img's start, a Kontext model's reference)
     strength: float | None = None   # img2img: how much of the schedule runs (1.0 = all: text-to-image)
+    mask: ImageRef | None = None    # a Fill model's inpainting mask (white: repaint, black: keep)
+    expand: tuple[int, int, int, int] | None = None  # a Fill model's outpainting: pixels added (left, top, right, bottom)
     # Filled in by the engine: what made the image (never a local path).
     model: str | None = None        # the model's display name or repo id
     quantize: int | None = None     # bits of the quantized weights; None: full precision
@@ -144,6 +146,15 @@ class GenerationRequest:
             raise InputError(f"seed must be an integer from 0 to 2**64-1, not {self.seed}")
         if self.strength is not None and (not _is_number(self.strength) or not 0 < self.strength <= 1):
             raise InputError(f"strength must be more than 0 and at most 1, not {self.strength}")
+        if self.expand is not None:
+            sides = self.expand
+            if not (isinstance(sides, (tuple, list)) and len(sides) == 4
+                    and all(_is_int(v) and v >= 0 and v % 16 == 0 for v in sides)):
+                raise InputError(f"expand must be four multiples of 16 (left, top, right, bottom), not {sides}")
+            if not any(sides):
+                raise InputError("expand adds nothing: give at least one side more than 0")
+            if self.mask is not None:
+                raise InputError("give a mask (inpaint) or expand (outpaint), not both")
         return self
 
     # --- the metadata schema ------------------------------------------------------------------
@@ -195,8 +206,11 @@ def _typed_value(name: str, value: Any) -> Any:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         return value if _is_int(value) and value >= 0 else None
-    if name == "image":
+    if name in ("image", "mask"):
         return ImageRef.from_metadata(value)
+    if name == "expand":
+        ok = isinstance(value, (list, tuple)) and len(value) == 4 and all(_is_int(v) and 0 <= v <= 16384 for v in value)
+        return tuple(int(v) for v in value) if ok else None
     if name == "mode":
         return value if value in MODES else None
     if name == "loras":

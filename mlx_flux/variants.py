@@ -29,6 +29,7 @@ class Variant:
     shift: bool              # resolution-dependent schedule shift (without a scheduler config)
     max_steps: int           # a sensible upper end for a steps control
     edits: bool = False      # takes a reference image to edit (FLUX.1 Kontext) rather than img2img
+    fills: bool = False      # repaints a masked image or extends it (FLUX.1 Fill: 384 input channels)
 
     @property
     def guided(self) -> bool:
@@ -41,10 +42,12 @@ DEV = Variant("dev", "black-forest-labs/FLUX.1-dev", steps=28, guidance=3.5, t5_
               shift=True, max_steps=50)
 KONTEXT = Variant("kontext", "black-forest-labs/FLUX.1-Kontext-dev", steps=28, guidance=2.5, t5_length=512,
                   shift=True, max_steps=50, edits=True)
-VARIANTS: dict[str, Variant] = {v.name: v for v in (SCHNELL, DEV, KONTEXT)}
+FILL = Variant("fill", "black-forest-labs/FLUX.1-Fill-dev", steps=50, guidance=30.0, t5_length=512,
+               shift=True, max_steps=50, fills=True)
+VARIANTS: dict[str, Variant] = {v.name: v for v in (SCHNELL, DEV, KONTEXT, FILL)}
 # diffusers pipeline classes (model_index.json's `_class_name`) of the variants that are not
 # told apart by their weights: Kontext has dev's transformer, trained to read a reference image.
-_PIPELINE_CLASSES = {"FluxKontextPipeline": KONTEXT}
+_PIPELINE_CLASSES = {"FluxKontextPipeline": KONTEXT, "FluxFillPipeline": FILL}
 
 
 def by_guidance(guidance_embed: bool) -> Variant:
@@ -86,7 +89,7 @@ def guess(source: str) -> Variant | None:
     if found is not None:
         return found
     name = source.lower()
-    for variant in (KONTEXT, SCHNELL, DEV):  # "FLUX.1-Kontext-dev" names dev too
+    for variant in (KONTEXT, FILL, SCHNELL, DEV):  # "FLUX.1-Kontext-dev" names dev too
         if variant.name in name:
             return variant
     return None

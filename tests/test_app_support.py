@@ -58,7 +58,8 @@ class FakePipeline:
     def default_guidance(self) -> float | None:
         return VARIANTS[self.variant].guidance
 
-    def resolve(self, request: GenerationRequest, image: ImageInput | None = None) -> GenerationRequest:
+    def resolve(self, request: GenerationRequest, image: ImageInput | None = None,
+                mask: ImageInput | None = None) -> GenerationRequest:
         """As the engine: defaults filled; an input image makes it img2img at the image's size,
         or (a "kontext" variant) an edit with the reference at the size the request names."""
         request.check()
@@ -88,7 +89,9 @@ class FakePipeline:
     def generate(self, prompt: str | GenerationRequest, width: int | None = None, height: int | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                  latents: Any = None, callback: StepCallback | None = None,
-                 image: ImageInput | None = None, strength: float | None = None) -> GenerationResult:
+                 image: ImageInput | None = None, strength: float | None = None,
+                 mask: ImageInput | None = None,
+                 expand: tuple[int, int, int, int] | None = None) -> GenerationResult:
         request = self.resolve(GenerationRequest.of_call(prompt, width=width, height=height, steps=steps,
                                                          guidance=guidance, seed=seed, strength=strength), image)
         self.calls.append(dict(prompt=request.prompt, width=request.width, height=request.height,
@@ -101,7 +104,9 @@ class FakePipeline:
     def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
                        height: int | None = None, steps: int | None = None, guidance: float | None = None,
                        callback: StepCallback | None = None, max_batch: int | None = None,
-                       image: ImageInput | None = None, strength: float | None = None) -> list[GenerationResult]:
+                       image: ImageInput | None = None, strength: float | None = None,
+                       mask: ImageInput | None = None,
+                       expand: tuple[int, int, int, int] | None = None) -> list[GenerationResult]:
         """One pass for all seeds (the worker chunks by auto_max_batch and passes max_batch)."""
         seeds = list(seeds)
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,

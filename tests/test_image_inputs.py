@@ -205,3 +205,9 @@ def test_low_memory_quantized_and_previews_work_for_both_modes(tiny_schnell, tin
     full = pipes["kontext"].generate(PROMPT, image=image, width=48, height=32, steps=3, latents=eps, seed=1)
     assert rel_err(edited.latents, full.latents) < 0.05 and edited.request.quantize == 8
     assert len(previews) == 3 and previews[0].size == (6, 4)  # the output's tokens only, not the reference's
+
+
+def test_masks_and_expand_need_a_fill_model(pipes):
+    for kwargs in (dict(mask=picture(32, 32)), dict(expand=(16, 0, 16, 0))):
+        with pytest.raises(InputError, match="needs a FLUX.1 Fill model"):
+            pipes["schnell"].generate(PROMPT, image=picture(32, 32), steps=1, seed=1, **kwargs)

@@ -99,7 +99,8 @@ def test_seed_reproducible_and_recorded(schnell):
 def test_metadata_has_no_local_paths(schnell, tiny_schnell):
     r = schnell.generate(PROMPT, width=32, height=32, steps=1, seed=1)
     assert r.metadata == {"prompt": PROMPT, "seed": 1, "steps": 1, "guidance": None, "width": 32, "height": 32,
-                          "image": None, "strength": None, "model": tiny_schnell.name, "quantize": None,
+                          "image": None, "strength": None, "mask": None, "expand": None,
+                          "model": tiny_schnell.name, "quantize": None,
                           "loras": [], "mode": "text-to-image", "schema": 1, "version": __version__}
     assert str(tiny_schnell.parent) not in str(r.metadata)
 

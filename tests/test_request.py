@@ -10,7 +10,7 @@ from PIL import Image, PngImagePlugin
 
 from mlx_flux import __version__
 from mlx_flux.metadata import read_request, save_png
-from mlx_flux.request import SCHEMA_VERSION, GenerationRequest, InputError
+from mlx_flux.request import SCHEMA_VERSION, GenerationRequest, ImageRef, InputError
 
 FULL = GenerationRequest("a fox\nin snow", width=1360, height=768, steps=28, guidance=3.5, seed=2**63 + 5,
                          model="black-forest-labs/FLUX.1-dev", quantize=8)
@@ -124,3 +124,20 @@ def test_a_huge_stored_prompt_is_cut_to_what_can_matter():
 
     got = GenerationRequest.from_metadata({"prompt": "word " * 200_000})
     assert len(got.prompt) == MAX_PROMPT_CHARS
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(expand=(16, 0, 8, 0)), "expand must be four multiples of 16"),
+    (dict(expand=(0, 0, 0, 0)), "expand adds nothing"),
+    (dict(expand=(16, 0, 0, 0), mask=ImageRef("abc", 16, 16)), "a mask .* or expand .*, not both"),
+])
+def test_fill_inputs_are_checked(changes, message):
+    with pytest.raises(InputError, match=message):
+        GenerationRequest("x").with_(**changes).check()
+
+
+def test_fill_inputs_round_trip():
+    req = FULL.with_(mask=ImageRef("0123456789ab", 64, 48), mode="inpaint")
+    assert GenerationRequest.from_metadata(req.to_metadata()) == req
+    out = FULL.with_(expand=(16, 0, 32, 0), mode="outpaint")
+    assert GenerationRequest.from_metadata(out.to_metadata()) == out
