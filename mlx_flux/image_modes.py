@@ -1,7 +1,8 @@
-"""Starting from an image: img2img's partial schedule and start latents, and FLUX.1 Kontext's
-reference image, which rides along with the output's tokens at every step.
+"""Starting from an image: img2img's partial schedule and start latents, FLUX.1 Kontext's
+reference image, which rides along with the output's tokens at every step, and FLUX.1 Fill's
+masked image and mask, which ride along with the output's channels (inpaint, outpaint).
 
-Both follow diffusers (`FluxImg2ImgPipeline`, `FluxKontextPipeline`), except that an image
+Both follow diffusers (`FluxImg2ImgPipeline`, `FluxKontextPipeline`, `FluxFillPipeline`), except that an image
 is encoded to the VAE posterior's mean, so a result does not depend on a hidden sample.
 `FluxPipeline` calls these from its phases; the sizing rules are `plan`'s.
 """
@@ -15,10 +16,14 @@ import numpy as np
 
 from . import images, sampler
 from .images import InputImage
-from .request import EDIT, IMAGE_TO_IMAGE, TEXT_TO_IMAGE, GenerationRequest, InputError
+from PIL import Image
+
+from .request import EDIT, IMAGE_TO_IMAGE, INPAINT, OUTPAINT, TEXT_TO_IMAGE, GenerationRequest, InputError
 from .variants import Variant
 
 DEFAULT_STRENGTH = 0.6  # diffusers' img2img default
+FILL_STRENGTH = 1.0     # diffusers' FluxFillPipeline default: the masked area starts from pure noise
+OUTPAINT_BORDER = (128, 128, 128)  # mid grey: the masked image holds 0 there anyway ([-1, 1] pixels x (1 - mask))
 
 
 def plan(request: GenerationRequest, image: InputImage | None, variant: Variant,
@@ -117,3 +122,124 @@ class WithReference:
         n = img.shape[1]
         ref = mx.broadcast_to(self.tokens, (img.shape[0], *self.tokens.shape[1:])).astype(img.dtype)
         return step(mx.concatenate([img, ref], axis=1), t, cond)[:, :n]
+
+
+# --- FLUX.1 Fill: inpaint and outpaint ---------------------------------------------------------
+
+
+def fill_plan(request: GenerationRequest, image: InputImage | None, mask: InputImage | None,
+              model_name: str) -> tuple[int, int, tuple[int, int], str]:
+    """(width, height, size the model sees the input image at, mode) of a checked request to a
+    Fill model, which repaints an input image where a mask is white (inpaint) or extends it by
+    `request.expand` pixels (outpaint).
+
+    Inpaint: the size defaults to the image's own rounded down to multiples of 16 and the
+    image is resized to the output size, as img2img. Outpaint: the image at its own size
+    rounded down to 16, placed on a canvas larger by (left, top, right, bottom); the canvas is
+    the output's size, so width/height are not given (a re-run's recorded size, the same, is
+    accepted).
+    """
+    if image is None:
+        if request.image is not None:
+            raise InputError(f"this request starts from an input image ({request.image.width}x"
+                             f"{request.image.height}, {request.image.fingerprint}): pass it as image=")
+        raise InputError(f"{model_name} repaints an input image: give image= and mask= (inpaint) or expand= (outpaint)")
+    if request.image is not None and request.image.fingerprint != image.ref.fingerprint:
+        raise InputError(f"the image given ({image.ref.fingerprint}) is not the request's input image "
+                         f"({request.image.fingerprint})")
+    if request.expand is not None:
+        if mask is not None:
+            raise InputError("give a mask (inpaint) or expand (outpaint), not both")
+        own = images.own_size(image)
+        left, top, right, bottom = request.expand
+        width, height = own[0] + left + right, own[1] + top + bottom
+        if (request.width, request.height) not in ((None, None), (width, height)):
+            raise InputError(f"expand makes the output {width}x{height}: give no width or height with it")
+        return width, height, own, OUTPAINT
+    if mask is None:
+        if request.mask is not None:
+            raise InputError(f"this request has a mask ({request.mask.fingerprint}): pass it as mask=")
+        raise InputError(f"{model_name} needs a mask= (white: repaint) or expand= (outpaint) with the image")
+    if request.mask is not None and request.mask.fingerprint != mask.ref.fingerprint:
+        raise InputError(f"the mask given ({mask.ref.fingerprint}) is not the request's mask ({request.mask.fingerprint})")
+    own = images.own_size(image)
+    width, height = request.width or own[0], request.height or own[1]
+    return width, height, (width, height), INPAINT
+
+
+def fill_mask(mask: InputImage, image: InputImage, width: int, height: int) -> np.ndarray:
+    """The mask as the model sees it, float32 [height, width] of 0 (keep) and 1 (repaint).
+
+    As diffusers' mask processor: converted to grey, resized to the output size (Lanczos),
+    /255 and thresholded at 0.5. A mask whose size differs from the image's is first resized
+    to the image's (nearest, so its edges stay hard). An all-black mask is refused.
+    """
+    m = mask.pixels.convert("L")
+    if m.size != image.size:
+        m = m.resize(image.size, Image.Resampling.NEAREST)
+    if m.size != (width, height):
+        m = m.resize((width, height), Image.Resampling.LANCZOS)
+    arr = (np.asarray(m, dtype=np.float32) / 255.0 >= 0.5).astype(np.float32)
+    if not arr.any():
+        raise InputError("the mask is all black: nothing to paint (white marks what to repaint)")
+    return arr
+
+
+def outpaint_canvas(image: InputImage, expand: tuple[int, int, int, int]) -> tuple[Image.Image, Image.Image]:
+    """(canvas, mask) of an outpaint: the image at its own size rounded down to 16 (resized,
+    as img2img) placed at (left, top) on a mid-grey canvas larger by `expand`, and a mask that
+    is white exactly on the added border."""
+    left, top, right, bottom = expand
+    w, h = images.own_size(image)
+    pic = image.pixels if image.size == (w, h) else image.pixels.resize((w, h), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (w + left + right, h + top + bottom), OUTPAINT_BORDER)
+    canvas.paste(pic, (left, top))
+    mask = Image.new("L", canvas.size, 255)
+    mask.paste(0, (left, top, left + w, top + h))
+    return canvas, mask
+
+
+def fill_inputs(request: GenerationRequest, image: InputImage, mask: InputImage | None) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels NHWC [-1, 1], mask [H, W] of 0/1) of a resolved inpaint or outpaint request."""
+    if request.mode == OUTPAINT:
+        canvas, border = outpaint_canvas(image, request.expand)
+        canvas_in = images.load_image(canvas)
+        return images.fit(canvas_in, request.width, request.height), \
+            fill_mask(images.load_image(border), canvas_in, request.width, request.height)
+    return images.fit(image, request.width, request.height), fill_mask(mask, image, request.width, request.height)
+
+
+def mask_channels(mask: np.ndarray) -> mx.array:
+    """A [H, W] mask's 8x8 pixel blocks as 64 channels per latent pixel, [1, H/8, W/8, 64]
+    (channel 8 * row + col within the block, as diffusers unfolds it)."""
+    h, w = mask.shape
+    m = mask.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    return mx.array(np.ascontiguousarray(m).reshape(1, h // 8, w // 8, 64))
+
+
+def fill_condition(masked_latents: mx.array, mask: np.ndarray) -> mx.array:
+    """What a Fill transformer reads beside the output's latents, packed [1, N, 320]: the masked
+    image's latents [1, H/8, W/8, C] (packed to 64) and the mask (packed to 256)."""
+    return mx.concatenate([sampler.pack(masked_latents), sampler.pack(mask_channels(mask))], axis=-1)
+
+
+class WithFill:
+    """The transformer as the sampler sees it for FLUX.1 Fill: the conditioning channels (masked
+    image latents, mask) follow the output's latents' along the channel axis in every step."""
+
+    def __init__(self, model, channels: mx.array):
+        self.model, self.channels = model, channels
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        return self.model.dtype
+
+    def step(self, img: mx.array, t: mx.array, cond) -> mx.array:
+        return self._run(self.model.step, img, t, cond)
+
+    def compiled_step(self, img: mx.array, t: mx.array, cond) -> mx.array:
+        return self._run(self.model.compiled_step, img, t, cond)
+
+    def _run(self, step, img: mx.array, t: mx.array, cond) -> mx.array:
+        extra = mx.broadcast_to(self.channels, (img.shape[0], *self.channels.shape[1:])).astype(img.dtype)
+        return step(mx.concatenate([img, extra], axis=-1), t, cond)

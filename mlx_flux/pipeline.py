@@ -34,7 +34,7 @@ from .loading import ModelFiles, find_files
 from .lora import ActiveLora, apply_loras, lora_scale, lora_target, text_encoder_part
 from .lora_formats import LoraError, read_lora
 from .preview import LatentPreviewer
-from .request import EDIT, IMAGE_TO_IMAGE, GenerationRequest, ImageRef, InputError, LoraRef
+from .request import EDIT, IMAGE_TO_IMAGE, INPAINT, OUTPAINT, GenerationRequest, ImageRef, InputError, LoraRef
 from .t5 import SPEC as T5_SPEC
 from .tokenizers import CLIPTokenizer, T5Tokenizer
 from .transformer import FluxConfig, load_transformer
@@ -103,8 +103,6 @@ class FluxPipeline:
             raise InputError(f"quantize must be 4 or 8 bits or 'auto', not {quantize}")
         dt = parse_dtype(dtype) or default_dtype()
         files = find_files(model, base, progress)
-        if variants.detect(True, files.model_index).fills:
-            raise FluxError(f"{files.name} is a FLUX.1 Fill model, which this version cannot run yet")
         if files.quantized is not None:  # our quantized folder: loads as stored, never in full precision
             quantize = quantized_io.check_requested_bits(files.quantized, files.transformer.parent,
                                                          None if quantize == "auto" else quantize)
@@ -116,6 +114,9 @@ class FluxPipeline:
         # quantize=N quantizes each block as it is read
         transformer = load_transformer(files.transformer, dtype=dt, config=_transformer_config(files),
                                        quantize=_on_load(files, quantize))
+        if variants.detect(True, files.model_index).fills and transformer.config.in_channels == transformer.config.out_channels:
+            raise FluxError(f"{files.name} names FluxFillPipeline but its transformer takes "
+                            f"{transformer.config.in_channels} input channels, not a Fill model's latents + masked image + mask")
         if progress:
             progress("Loading VAE", None)
         vae = load_autoencoder(files.vae, dtype=dt)
@@ -216,14 +217,26 @@ class FluxPipeline:
         Kontext model edits it; `image_modes.plan` gives the sizing rules. `request.image`
         records the image's content hash and the size the model saw it at; a request that has
         one needs the same image again.
+
+        A Fill model repaints an input `image` where `mask` is white (inpaint; `request.mask`
+        records the mask's hash at the output size) or extends it by `request.expand` (outpaint,
+        `request.image` the original image, width/height the larger canvas); strength default
+        1.0. See `image_modes.fill_plan` and `fill_mask` for the sizing and mask rules.
         """
         request.check()
-        if mask is not None or request.mask is not None or request.expand is not None:
+        fills = self.variant_info.fills
+        if not fills and (mask is not None or request.mask is not None or request.expand is not None):
             raise InputError(f"a mask or expand needs a FLUX.1 Fill model; {self.model_name} is not one")
         guided = self.transformer.config.guidance_embed
         picture = load_image(image) if image is not None else None
-        width, height, used, mode = image_modes.plan(request, picture, self.variant_info, self.model_name)
+        stencil = load_image(mask) if mask is not None else None
+        if fills:
+            width, height, used, mode = image_modes.fill_plan(request, picture, stencil, self.model_name)
+        else:
+            width, height, used, mode = image_modes.plan(request, picture, self.variant_info, self.model_name)
         self.check_size(1024 if width is None else int(width), 1024 if height is None else int(height))
+        if mode == INPAINT:
+            image_modes.fill_mask(stencil, picture, int(width), int(height))  # refuses an all-black mask now
         return request.with_(
             width=1024 if width is None else int(width), height=1024 if height is None else int(height),
             steps=self.default_steps if request.steps is None else int(request.steps),
@@ -232,8 +245,11 @@ class FluxPipeline:
             else None,
             seed=secrets.randbelow(2**32) if request.seed is None else int(request.seed),
             image=None if picture is None else ImageRef(picture.ref.fingerprint, *used),
+            mask=None if stencil is None else ImageRef(stencil.ref.fingerprint, int(width), int(height)),
             strength=(image_modes.DEFAULT_STRENGTH if request.strength is None else float(request.strength))
-            if mode == IMAGE_TO_IMAGE else None,
+            if mode == IMAGE_TO_IMAGE else
+            (image_modes.FILL_STRENGTH if request.strength is None else float(request.strength))
+            if mode in (INPAINT, OUTPAINT) else None,
             model=self.model_name, quantize=self.quantize, loras=self.loras, mode=mode,
         )
 
@@ -253,7 +269,8 @@ class FluxPipeline:
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
                                             seed=seed, strength=strength, expand=expand)
         picture = load_image(image) if image is not None else None
-        return self._generate(self.resolve(request, picture, mask), None, latents, callback, picture)[0]
+        stencil = load_image(mask) if mask is not None else None
+        return self._generate(self.resolve(request, picture, stencil), None, latents, callback, picture, stencil)[0]
 
     def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
                        height: int | None = None, steps: int | None = None, guidance: float | None = None,
@@ -273,7 +290,8 @@ class FluxPipeline:
         if not seeds:
             raise InputError("seeds must not be empty")
         picture = load_image(image) if image is not None else None
-        request = self.resolve(request.with_(seed=seeds[0]), picture, mask)
+        stencil = load_image(mask) if mask is not None else None
+        request = self.resolve(request.with_(seed=seeds[0]), picture, stencil)
         for s in seeds:
             request.with_(seed=s).check()
         if max_batch is None:
@@ -285,7 +303,7 @@ class FluxPipeline:
         results: list[GenerationResult] = []
         for k, chunk in enumerate(chunks):
             report = _chunk_progress(callback, k, len(chunks), t0)
-            results += self._generate(request, [int(s) for s in chunk], None, report, picture)
+            results += self._generate(request, [int(s) for s in chunk], None, report, picture, stencil)
         return results
 
     def image_bytes(self, width: int, height: int) -> int:
@@ -356,8 +374,11 @@ class FluxPipeline:
         channels = self.vae.config.latent_channels
         x = sampler.pack(mx.zeros((batch, height // 8, width // 8, channels), mx.float32))
         cond = self.condition(emb, batch, height, width, self.default_guidance or 1.0)
+        model = self.transformer
+        if self.variant_info.fills:  # the conditioning channels' shapes, as a generation has them
+            model = image_modes.WithFill(model, mx.zeros((1, x.shape[1], self.transformer.config.in_channels - x.shape[2])))
         with memory.bounded_steps(self.transformer.config, batch, x.shape[1] + emb.txt.shape[1]):
-            for _, x, _ in sampler.denoise(self.transformer, cond, x, sampler.FlowMatchEuler((1.0, 0.5)),
+            for _, x, _ in sampler.denoise(model, cond, x, sampler.FlowMatchEuler((1.0, 0.5)),
                                            compiled=self.compile):
                 mx.eval(x)
         mx.eval(self.vae.decode(mx.zeros((1, 8, 8, channels), self.dtype)))
@@ -384,13 +405,15 @@ class FluxPipeline:
         return self.transformer.prepare(txt, pooled, img_ids, sampler.text_ids(emb.txt.shape[1]), guidance=g)
 
     def _generate(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
-                  callback: StepCallback | None, image: InputImage | None = None) -> list[GenerationResult]:
+                  callback: StepCallback | None, image: InputImage | None = None,
+                  mask: InputImage | None = None) -> list[GenerationResult]:
         """Images of a resolved `request`, one per seed (None: the request's own seed)."""
         with self._lock:
-            return self._generate_locked(request, seeds, latents, callback, image)
+            return self._generate_locked(request, seeds, latents, callback, image, mask)
 
     def _generate_locked(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
-                         callback: StepCallback | None, image: InputImage | None) -> list[GenerationResult]:
+                         callback: StepCallback | None, image: InputImage | None,
+                         mask: InputImage | None = None) -> list[GenerationResult]:
         seeds = [request.seed] if seeds is None else seeds
         memory.configure_cache(self.low_memory)  # per generation: the limit is the process's, not ours
         meter = memory.PeakMeter()
@@ -401,8 +424,17 @@ class FluxPipeline:
         emb = self.encode_prompt(request.prompt)
         x = self._noise(request, seeds, latents)
         steps = self.sampler_for(request)
-        reference = None
-        if request.mode == IMAGE_TO_IMAGE:
+        reference = fill = None
+        if request.mode in (INPAINT, OUTPAINT):
+            # diffusers' FluxFillPipeline: the masked image (repainted pixels zeroed) encoded once,
+            # its latents and the packed mask read beside the output's latents at every step
+            pixels, stencil = image_modes.fill_inputs(request, image, mask)
+            masked = self._encode_image(pixels * (1.0 - stencil[None, :, :, None]))
+            fill = image_modes.fill_condition(masked, stencil)
+            steps = steps.start_at(image_modes.strength_start(steps.steps, request.strength))
+            if steps.sigmas[0] < 1.0:
+                x = image_modes.img2img_start(x, self._encode_image(pixels), steps.sigmas[0])
+        elif request.mode == IMAGE_TO_IMAGE:
             steps = steps.start_at(image_modes.strength_start(steps.steps, request.strength))
             if steps.sigmas[0] < 1.0:  # at 1 the image would be multiplied by 0: pure noise, as text-to-image
                 z = self._encode_image(images.fit(image, request.width, request.height))
@@ -415,7 +447,7 @@ class FluxPipeline:
 
         meter.start("denoise")
         t1 = time.perf_counter()
-        final = self._denoise(request, emb, x, steps, callback, reference)
+        final = self._denoise(request, emb, x, steps, callback, reference, fill)
         timings["denoise"] = time.perf_counter() - t1
 
         # The steps' cached buffers have the transformer's sizes, not the decoder's: hand them back
@@ -455,13 +487,16 @@ class FluxPipeline:
         return z
 
     def _denoise(self, request: GenerationRequest, emb: PromptEmbedding, x: mx.array, steps: sampler.Sampler,
-                 callback: StepCallback | None, reference: image_modes.Reference | None = None) -> mx.array:
+                 callback: StepCallback | None, reference: image_modes.Reference | None = None,
+                 fill: mx.array | None = None) -> mx.array:
         """Run the sampler from latents x [B, H/8, W/8, C]; returns the final latents, same layout."""
         h, w = request.height, request.width
         packed = sampler.pack(x)
         extra = None if reference is None else reference.ids
         cond = self.condition(emb, packed.shape[0], h, w, request.guidance, extra_ids=extra)
         model = self.transformer if reference is None else image_modes.WithReference(self.transformer, reference.tokens)
+        if fill is not None:
+            model = image_modes.WithFill(model, fill)
         tokens = packed.shape[1] + emb.txt.shape[1] + (0 if reference is None else reference.tokens.shape[1])
         total = len(steps.sigmas) - 1
         t1 = time.perf_counter()

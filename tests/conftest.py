@@ -53,3 +53,12 @@ def tiny_kontext(tmp_path_factory, torch_ref) -> Path:
     root = tmp_path_factory.mktemp("tiny-kontext")
     tiny_models.build_hf_layout(root, "dev", pipeline_class="FluxKontextPipeline")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_fill(tmp_path_factory, torch_ref) -> Path:
+    """A tiny FLUX.1-Fill-dev: dev's layout with a 384-channel transformer input (latents, masked-image
+    latents, packed mask), model_index.json naming FluxFillPipeline."""
+    root = tmp_path_factory.mktemp("tiny-fill")
+    tiny_models.build_hf_layout(root, "dev", pipeline_class="FluxFillPipeline", in_channels=384)
+    return root

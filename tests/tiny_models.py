@@ -80,10 +80,13 @@ def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module.eval()
 
 
-def make_transformer(variant: str = "schnell", seed: int = 0):
+def make_transformer(variant: str = "schnell", seed: int = 0, in_channels: int = 64):
+    """in_channels 384: a FLUX.1 Fill transformer (latents, masked-image latents, packed mask in;
+    64 channels of velocity out, as in diffusers' FluxFill config)."""
     from diffusers import FluxTransformer2DModel
 
-    model = FluxTransformer2DModel(guidance_embeds=variant == "dev", **TRANSFORMER)
+    model = FluxTransformer2DModel(guidance_embeds=variant == "dev",
+                                   **{**TRANSFORMER, "in_channels": in_channels, "out_channels": 64})
     return randomize(model, seed)
 
 
@@ -114,13 +117,15 @@ def copy_tokenizers(root: Path) -> None:
         p.chmod(0o644)
 
 
-def build_hf_layout(root: Path, variant: str = "schnell", seed: int = 0, pipeline_class: str = "FluxPipeline") -> Path:
+def build_hf_layout(root: Path, variant: str = "schnell", seed: int = 0, pipeline_class: str = "FluxPipeline",
+                    in_channels: int = 64) -> Path:
     """Write a tiny model in the layout of black-forest-labs/FLUX.1-{variant}; `pipeline_class`
-    is model_index.json's `_class_name` (FluxKontextPipeline: a FLUX.1-Kontext-dev)."""
+    is model_index.json's `_class_name` (FluxKontextPipeline: a FLUX.1-Kontext-dev;
+    FluxFillPipeline with in_channels 384: a FLUX.1-Fill-dev)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     # Shard the two big components, as on the hub, so index files are exercised.
-    make_transformer(variant, seed).save_pretrained(root / "transformer", max_shard_size="100KB")
+    make_transformer(variant, seed, in_channels).save_pretrained(root / "transformer", max_shard_size="100KB")
     make_vae(seed + 1).save_pretrained(root / "vae")
     make_clip(seed + 2).save_pretrained(root / "text_encoder")
     make_t5(seed + 3).save_pretrained(root / "text_encoder_2", max_shard_size="3MB")
