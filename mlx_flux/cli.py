@@ -54,9 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", "-o", default="flux-{seed}.png", help="output PNG; may contain {seed}")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _lora_flag(g)
-    g.add_argument("--image", help="an input image: img2img's start, or the image a Kontext model edits")
+    g.add_argument("--image", help="an input image: img2img's start, the image a Kontext model edits, "
+                   "or the image a Fill model repaints (--mask) or extends (--expand)")
+    g.add_argument("--mask", help="a Fill model's inpainting mask: white is repainted, black kept "
+                   "(resized to the image's size if it differs)")
+    g.add_argument("--expand", help="a Fill model's outpainting: pixels added on each side, L,T,R,B "
+                   "(multiples of 16; the output is larger, so no --width/--height)")
     g.add_argument("--strength", type=float,
-                   help="img2img: how much of the schedule runs, in (0, 1] (default 0.6; 1 = text-to-image)")
+                   help="img2img: how much of the schedule runs, in (0, 1] (default 0.6; 1 = text-to-image; "
+                   "Fill: default 1)")
     g.add_argument("--split-model", action="store_true",
                    help="under mlx.launch: split the transformer's blocks across ranks")
     g.add_argument("--quiet", action="store_true", help="no progress output")
@@ -89,6 +95,32 @@ def _input_image(args):
     from .images import load_image
 
     return load_image(args.image)
+
+
+def _mask_image(args):
+    """--mask read and checked before any model is loaded."""
+    if args.mask is None:
+        return None
+    if args.image is None:
+        raise UsageError("--mask marks what to repaint in an --image: give one too")
+    from .images import load_image
+
+    return load_image(args.mask)
+
+
+def _expand(value: str | None) -> tuple[int, int, int, int] | None:
+    """--expand L,T,R,B as four ints."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    try:
+        sides = tuple(int(p) for p in parts)
+    except ValueError:
+        sides = ()
+    if len(sides) != 4:
+        raise UsageError(f"--expand takes four whole numbers of pixels, left,top,right,bottom (e.g. 0,0,256,0), "
+                         f"not {value!r}")
+    return sides
 
 
 def _lora_flag(parser: argparse.ArgumentParser, what: str = "apply") -> None:
@@ -217,10 +249,18 @@ def _request(args, seeds: list[int]):
     """The typed request behind the arguments, checked before anything is loaded."""
     from .request import GenerationRequest
 
+    expand = _expand(args.expand)
     request = GenerationRequest(args.prompt, width=args.width, height=args.height, steps=args.steps,
-                                guidance=args.guidance, strength=args.strength)
+                                guidance=args.guidance, strength=args.strength, expand=expand)
     if args.strength is not None and args.image is None:
         raise UsageError("--strength is for img2img: give an --image too")
+    if expand is not None:
+        if args.image is None:
+            raise UsageError("--expand extends an --image: give one too")
+        if args.width is not None or args.height is not None:
+            raise UsageError("--expand sets the output's size: give no --width or --height with it")
+        if args.mask is not None:
+            raise UsageError("give --mask (inpaint) or --expand (outpaint), not both")
     try:
         for seed in seeds:
             request.with_(seed=seed).check()
@@ -234,6 +274,7 @@ def cmd_generate(args) -> int:
     request = _request(args, seeds)
     loras = _loras(args)
     image = _input_image(args)
+    mask = _mask_image(args)
     distributed = args.split_model or _distributed_world() > 1
     if distributed and _distributed_rank() != 0:
         # Only rank 0 writes images: another machine's ranks need not have the output folder.
@@ -246,7 +287,7 @@ def cmd_generate(args) -> int:
             raise UsageError("--split-model takes --quantize 4 or 8, not auto")
         from .distributed import run_generate_distributed
 
-        return run_generate_distributed(args, request, seeds, paths, loras, image)
+        return run_generate_distributed(args, request, seeds, paths, loras, image, mask)
 
     from .metadata import save_png
     from .pipeline import FluxPipeline
@@ -259,9 +300,9 @@ def cmd_generate(args) -> int:
                                             loras=loras, force=args.force)
         status.done_loading(time.perf_counter() - t0)
         if len(seeds) == 1:
-            results = [pipe.generate(request.with_(seed=seeds[0]), callback=status.step, image=image)]
+            results = [pipe.generate(request.with_(seed=seeds[0]), callback=status.step, image=image, mask=mask)]
         else:
-            results = pipe.generate_batch(request, seeds=seeds, callback=status.step, image=image)
+            results = pipe.generate_batch(request, seeds=seeds, callback=status.step, image=image, mask=mask)
     finally:
         status.clear()
     if results[0].prompt_truncated:

@@ -104,13 +104,13 @@ def agree_on_seeds(seeds: Sequence[int], group: mx.distributed.Group) -> list[in
 # --- data parallel ----------------------------------------------------------------------------
 
 def generate_data_parallel(pipe, request: GenerationRequest, seeds: Sequence[int], group: mx.distributed.Group,
-                           callback=None, image=None) -> tuple[list[np.ndarray], list]:
+                           callback=None, image=None, mask=None) -> tuple[list[np.ndarray], list]:
     """Each rank makes its share of `seeds`; rank 0 returns every image (uint8 HxWx3, in seed
     order) and its own results (for metadata); other ranks return ([], their results)."""
     rank, size = group.rank(), group.size()
     mine = share(seeds, rank, size)
-    request = pipe.resolve(request.with_(seed=seeds[0]), image)  # the size every rank's images have
-    results = pipe.generate_batch(request, seeds=mine, callback=callback, image=image) if mine else []
+    request = pipe.resolve(request.with_(seed=seeds[0]), image, mask)  # the size every rank's images have
+    results = pipe.generate_batch(request, seeds=mine, callback=callback, image=image, mask=mask) if mine else []
     per = math.ceil(len(seeds) / size)
     images = np.zeros((per, request.height, request.width, 3), dtype=np.uint8)  # ranks with fewer seeds send zeros
     for i, r in enumerate(results):
@@ -285,7 +285,7 @@ def load_split_transformer(files, rank: int, size: int, dtype, quantize: int | N
 # --- the command line -------------------------------------------------------------------------
 
 def run_generate_distributed(args, request: GenerationRequest, seeds: list[int], paths: list[Path],
-                             loras: Sequence[tuple[str, float]] = (), image=None) -> int:
+                             loras: Sequence[tuple[str, float]] = (), image=None, mask=None) -> int:
     """`mlx-flux generate` under mlx.launch (or with --split-model): see the module docstring."""
     from .metadata import save_png
 
@@ -295,9 +295,9 @@ def run_generate_distributed(args, request: GenerationRequest, seeds: list[int],
     status = StatusLine(args.quiet or rank != 0)
     try:
         if args.split_model:
-            images, results = _split_model(args, request, seeds, group, status, loras, image)
+            images, results = _split_model(args, request, seeds, group, status, loras, image, mask)
         else:
-            images, results = _data_parallel(args, request, seeds, group, status, loras, image)
+            images, results = _data_parallel(args, request, seeds, group, status, loras, image, mask)
     finally:
         status.clear()
     if rank != 0:
@@ -314,7 +314,7 @@ def run_generate_distributed(args, request: GenerationRequest, seeds: list[int],
     return 0
 
 
-def _data_parallel(args, request, seeds, group, status, loras, image):
+def _data_parallel(args, request, seeds, group, status, loras, image, mask=None):
     import time
 
     from .pipeline import FluxPipeline
@@ -324,7 +324,7 @@ def _data_parallel(args, request, seeds, group, status, loras, image):
                                         progress=status.loading, low_memory=args.low_memory or None, loras=loras,
                                         force=getattr(args, "force", False))
     status.done_loading(time.perf_counter() - t0)
-    return generate_data_parallel(pipe, request, seeds, group, callback=status.step, image=image)
+    return generate_data_parallel(pipe, request, seeds, group, callback=status.step, image=image, mask=mask)
 
 
 def _low_memory_with(model, files, dtype, quantize) -> bool:
@@ -338,7 +338,7 @@ def _low_memory_with(model, files, dtype, quantize) -> bool:
     return memory.plan(sizes).low_memory
 
 
-def _split_model(args, request, seeds, group, status, loras, image):
+def _split_model(args, request, seeds, group, status, loras, image, mask=None):
     import time
 
     from .autoencoder import load_autoencoder
@@ -375,7 +375,7 @@ def _split_model(args, request, seeds, group, status, loras, image):
         pipe._text_encoders()
     status.done_loading(time.perf_counter() - t0)
     try:
-        results = pipe.generate_batch(request, seeds=seeds, callback=status.step, image=image)
+        results = pipe.generate_batch(request, seeds=seeds, callback=status.step, image=image, mask=mask)
     finally:
         head.stop()
     return [np.asarray(r.image) for r in results], results

@@ -124,3 +124,53 @@ def test_strength_below_one_starts_from_the_image(fill):
     image, mask = picture(32, 32), rectangle(32, 32, (0, 0, 16, 16))
     r = fill.generate(PROMPT, image=image, mask=mask, strength=0.5, steps=4, seed=1)
     assert r.request.strength == 0.5
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+def test_inpaint_and_outpaint_from_the_command_line(tiny_fill, tmp_path):
+    from mlx_flux.metadata import read_request
+    from test_cli import run
+
+    src, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    picture(48, 32).save(src)
+    rectangle(48, 32, (0, 0, 24, 32)).save(mask)
+    out = tmp_path / "inpaint.png"
+    proc = run("generate", "--model", tiny_fill, "--prompt", PROMPT, "--image", src, "--mask", mask,
+               "--steps", 2, "--seed", 2, "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    r = read_request(out)
+    assert (r.mode, r.width, r.height, r.strength, r.guidance) == ("inpaint", 48, 32, 1.0, 30.0)
+    assert r.mask == ImageRef(load_image(mask).ref.fingerprint, 48, 32)
+
+    out = tmp_path / "outpaint.png"
+    proc = run("generate", "--model", tiny_fill, "--prompt", PROMPT, "--image", src, "--expand", "0,16,32,0",
+               "--steps", 2, "--seed", 2, "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    r = read_request(out)
+    assert (r.mode, r.expand, r.width, r.height, r.mask) == ("outpaint", (0, 16, 32, 0), 80, 48, None)
+    assert Image.open(out).size == (80, 48)
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--image", "{src}", "--expand", "16,0"], ["--expand takes four whole numbers"]),
+    (["--image", "{src}", "--expand", "a,b,c,d"], ["--expand takes four whole numbers"]),
+    (["--image", "{src}", "--expand", "8,0,0,0"], ["multiples of 16"]),
+    (["--image", "{src}", "--expand", "16,0,0,0", "--width", 64], ["give no --width or --height"]),
+    (["--expand", "16,0,0,0"], ["--expand extends an --image"]),
+    (["--mask", "{black}"], ["--mask marks what to repaint in an --image"]),
+    (["--image", "{src}", "--mask", "{black}"], ["nothing to paint"]),
+    (["--image", "{src}"], ["needs a mask"]),
+])
+def test_bad_fill_options_are_one_line_errors(tiny_fill, tmp_path, extra, fragments):
+    from test_cli import assert_clean_failure, run
+
+    names = {"src": tmp_path / "in.png", "black": tmp_path / "black.png"}
+    picture(32, 32).save(names["src"])
+    Image.new("L", (32, 32), 0).save(names["black"])
+    out = tmp_path / "never.png"
+    proc = run("generate", "--model", tiny_fill, "--prompt", "x", "--steps", 1, "--output", out,
+               *[a.format(**names) if isinstance(a, str) else a for a in extra])
+    assert_clean_failure(proc, *fragments)
+    assert not out.exists()
+
