@@ -174,3 +174,12 @@ def test_bad_fill_options_are_one_line_errors(tiny_fill, tmp_path, extra, fragme
     assert_clean_failure(proc, *fragments)
     assert not out.exists()
 
+
+
+def test_warmup_and_batches_of_a_fill_model(fill):
+    assert fill.warmup(32, 32, force=True) > 0  # the step takes the conditioning channels' shapes
+    image, mask = picture(32, 32), rectangle(32, 32, (0, 0, 16, 32))
+    one = fill.generate(PROMPT, image=image, mask=mask, steps=2, seed=4)
+    batch = fill.generate_batch(PROMPT, seeds=[4, 5], image=image, mask=mask, steps=2, max_batch=2)
+    np.testing.assert_allclose(batch[0].latents, one.latents, rtol=0, atol=1e-5)
+    assert [r.request.seed for r in batch] == [4, 5] and batch[1].request.mask == one.request.mask
