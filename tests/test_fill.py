@@ -85,8 +85,9 @@ def test_outpaint_matches_diffusers(fill, tiny_fill, torch_ref, monkeypatch):
     ref = diffusers_fill(tiny_fill, canvas, mask, eps, 48, 64, 2, torch_ref, monkeypatch)
     err = rel_err(ours.latents, ref)
     print(f"outpaint: max rel err {err:.2e}")
-    # Measured 6.7e-5: the conditioning matches diffusers' exactly in pixels and mask; its masked-image
-    # latents differ by the VAE encode's float32 round-off (6e-5 abs), which guidance 30 carries on.
+    # Measured 6.7e-5, over the 5e-5 the other parity tests hold: the pixels and the packed mask match
+    # diffusers' exactly, but the VAE encode of this mostly-zero canvas differs from torch's by 7.9e-5
+    # relative (its GroupNorms over near-constant input), and guidance 30 carries that to the output.
     assert err < 1e-4
     r = ours.request
     assert (r.mode, r.expand, r.mask, r.width, r.height) == ("outpaint", expand, None, 48, 64)
