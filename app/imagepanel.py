@@ -9,10 +9,13 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
+)
 
 from app.controls import name_widget
 from app.imageview import ImageView
+from app.maskpanel import MaskPanel
 from app.messagebar import MessageBar
 from app.params import GenerationParams
 
@@ -57,6 +60,13 @@ class ImagePanel(QWidget):
         self.messageBar = MessageBar()
         self.previewView = name_widget(ImageView(), "previewView", "The generated image")
         self.previewView.set_placeholder(PLACEHOLDER)
+        # While inpainting, the mask editor takes the image's place (see app/maskcontroller.py).
+        self.maskPanel = MaskPanel()
+        self.maskCanvas = self.maskPanel.maskCanvas
+        self.viewStack = QStackedWidget()
+        self.viewStack.setObjectName("viewStack")
+        self.viewStack.addWidget(self.previewView)
+        self.viewStack.addWidget(self.maskPanel)
         self.imageInfoLabel = QLabel()
         self.imageInfoLabel.setObjectName("imageInfoLabel")
         self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -106,10 +116,17 @@ class ImagePanel(QWidget):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)
         layout.addWidget(self.messageBar)
-        layout.addWidget(self.previewView, 1)
+        layout.addWidget(self.viewStack, 1)
         layout.addWidget(self.imageInfoLabel)
         layout.addLayout(actions)
         layout.addLayout(progress)
+
+    def show_mask(self, on: bool) -> None:
+        """The mask editor (on) or the image (off) in the middle."""
+        self.viewStack.setCurrentWidget(self.maskPanel if on else self.previewView)
+
+    def mask_shown(self) -> bool:
+        return self.viewStack.currentWidget() is self.maskPanel
 
     # -- progress ---------------------------------------------------------------------------
     def reset_progress(self, text: str) -> None:

@@ -26,6 +26,7 @@ from app.historyview import HistoryPanel
 from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.inputcontroller import InputController
+from app.maskcontroller import MaskController
 from app.inputs import input_text
 from app import inputs
 from app.jobs import JobQueue
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
         self.lora_controller = LoraController(self)
         self.inputPanel = self.controls.inputPanel
         self.input_controller = InputController(self)
+        self.mask_controller = MaskController(self)
         self.restorer = RestoreController(self)
         self.history_controller = HistoryController(self)
 
@@ -218,6 +220,9 @@ class MainWindow(QMainWindow):
             return []
         if self.input_controller.is_loading():
             self.show_message("The input image is still being read; press Generate again in a moment.", "info")
+            return []
+        params = self.mask_controller.apply(params)
+        if params is None:
             return []
         count = self.countSpin.value()
         seeds = [None] * count if params.seed is None else [params.seed + i for i in range(count)]
@@ -615,7 +620,8 @@ _EXPOSED = {
     "controls": ("promptEdit", "generateButton", "cancelButton", "stepsSlider", "guidanceSlider", "seedSpin",
                  "widthSpin", "heightSpin", "modelCombo", "quantizeCombo", "countSpin", "randomSeedCheck",
                  "aspectCombo", "queueList", "inputImageView", "strengthSlider"),
-    "imagePanel": ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "useAsInputButton",
+    "imagePanel": ("messageBar", "previewView", "maskPanel", "maskCanvas", "imageInfoLabel", "reuseSeedButton",
+                   "useAsInputButton",
                    "copyImageButton",
                    "exportButton", "revealButton", "progressBar", "progressLabel", "followLiveButton"),
     "historyPanel": ("historySearch", "historyModel", "historyList", "historyCountLabel", "rerunButton",
