@@ -74,7 +74,8 @@ class MaskPanel(QWidget):
 
         self.expandSpins = []
         expand = QHBoxLayout()
-        expand.addWidget(QLabel("Expand canvas:"))
+        expand_title = QHBoxLayout()
+        expand_title.addWidget(QLabel("Expand canvas"))
         for side in ("Left", "Top", "Right", "Bottom"):
             spin = name_widget(QSpinBox(), f"expand{side}Spin", f"Pixels added on the {side.lower()}",
                                f"Pixels added on the {side.lower()} (a multiple of 16), filled by the model")
@@ -90,7 +91,8 @@ class MaskPanel(QWidget):
                                              "Margins for a wider, square or 16:9 image")
         self.expandPresetCombo.addItems(PRESETS)
         self.expandPresetCombo.activated.connect(self._on_preset)
-        expand.addWidget(self.expandPresetCombo)
+        expand_title.addWidget(self.expandPresetCombo)
+        expand_title.addStretch(1)
         expand.addStretch(1)
 
         tools = QHBoxLayout()
@@ -105,7 +107,10 @@ class MaskPanel(QWidget):
         layout.setSpacing(6)
         layout.addLayout(tools)
         layout.addWidget(self.maskCanvas, 1)
+        layout.addLayout(expand_title)
         layout.addLayout(expand)
+        # Narrow windows squeeze the tools rather than the image panel's other rows.
+        self.setMinimumWidth(240)
 
     def expand(self) -> tuple[int, int, int, int] | None:
         """The margins to add (None: none)."""
