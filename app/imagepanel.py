@@ -85,7 +85,14 @@ class ImagePanel(QWidget):
                                         "Save a copy as PNG (with settings), JPEG or WebP")
         self.revealButton = name_widget(QPushButton(f"Show in {FILE_MANAGER}"), "revealButton", None,
                                         f"Show the saved PNG in {FILE_MANAGER}")
+        self.maskViewButton = name_widget(QPushButton("Edit Mask"), "maskViewButton", None,
+                                          "Show the mask editor (on) or the image (off)")
+        self.maskViewButton.setCheckable(True)
+        self.maskViewButton.setAutoDefault(False)
+        self.maskViewButton.toggled.connect(self.show_mask)
+        self.maskViewButton.hide()
         actions = QHBoxLayout()
+        actions.addWidget(self.maskViewButton)
         actions.addWidget(self.reuseSeedButton)
         actions.addWidget(self.useAsInputButton)
         actions.addStretch(1)
@@ -120,6 +127,17 @@ class ImagePanel(QWidget):
         layout.addWidget(self.imageInfoLabel)
         layout.addLayout(actions)
         layout.addLayout(progress)
+
+    def set_inpainting(self, on: bool, show_mask: bool = False) -> None:
+        """While inpainting, "Edit Mask" switches between the mask editor and the image."""
+        self.maskViewButton.setVisible(on)
+        if show_mask and on:
+            self.maskViewButton.setChecked(True)
+        self.show_mask(on and self.maskViewButton.isChecked())
+
+    def show_result(self) -> None:
+        """The image (a new result, the live preview) in view; the mask is a click away."""
+        self.maskViewButton.setChecked(False)
 
     def show_mask(self, on: bool) -> None:
         """The mask editor (on) or the image (off) in the middle."""

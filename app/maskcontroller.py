@@ -35,6 +35,7 @@ class MaskController:
         self.canvas = window.maskCanvas
         self.folder = window.data_dir.inputs
         self._fingerprint: str | None = None  # the input the canvas shows
+        self._on = False
         self.panel.changed.connect(self.refresh)
         self.panel.inpaintToggled.connect(self.refresh)
 
@@ -42,13 +43,16 @@ class MaskController:
         """The editor shows while the input is inpainted, on a fresh mask for a new input."""
         on = self.panel.inpaints()
         stored = self.panel.stored()
+        fresh = on and not self._on
+        self._on = on
         if stored is None:
             self._fingerprint = None
         elif on and stored.fingerprint != self._fingerprint:
             self._fingerprint = stored.fingerprint
             self.canvas.set_image(QImage(str(stored.path)))  # the app's copy: a PNG, read in a moment
             self.maskPanel.set_expand(None)
-        self.window.imagePanel.show_mask(on)
+            fresh = True
+        self.window.imagePanel.set_inpainting(on, show_mask=fresh)
 
     # -- the next image -------------------------------------------------------------------------
     def apply(self, params: GenerationParams) -> GenerationParams | None:

@@ -399,6 +399,7 @@ class MainWindow(QMainWindow):
         self.view.latest_preview = self.view.latest_finished = None  # a new run: nothing to go back to yet
         self.imagePanel.start_run(job.params.steps or 1)
         if not self.view.pinned:
+            self.imagePanel.show_result()  # from the mask editor to the image being made
             self._show_generating(job)
 
     def _show_generating(self, job: Job) -> None:
@@ -485,6 +486,7 @@ class MainWindow(QMainWindow):
     def show_image(self, shown: Shown) -> None:
         self.shown = shown
         self.previewView.set_image(shown.image)
+        self.imagePanel.show_result()
         p = shown.params
         if p is not None:
             parts = [f"seed {p.seed}", f"{shown.image.width()}×{shown.image.height()}", f"{p.steps} steps"]
@@ -620,8 +622,8 @@ _EXPOSED = {
     "controls": ("promptEdit", "generateButton", "cancelButton", "stepsSlider", "guidanceSlider", "seedSpin",
                  "widthSpin", "heightSpin", "modelCombo", "quantizeCombo", "countSpin", "randomSeedCheck",
                  "aspectCombo", "queueList", "inputImageView", "strengthSlider"),
-    "imagePanel": ("messageBar", "previewView", "maskPanel", "maskCanvas", "imageInfoLabel", "reuseSeedButton",
-                   "useAsInputButton",
+    "imagePanel": ("messageBar", "previewView", "maskPanel", "maskCanvas", "maskViewButton", "imageInfoLabel",
+                   "reuseSeedButton", "useAsInputButton",
                    "copyImageButton",
                    "exportButton", "revealButton", "progressBar", "progressLabel", "followLiveButton"),
     "historyPanel": ("historySearch", "historyModel", "historyList", "historyCountLabel", "rerunButton",

@@ -118,6 +118,12 @@ def test_generate_hands_the_engine_the_mask_and_history_brings_it_back(qtbot, fi
     assert result.params.request.mode == "inpaint"
     assert result.params.mask is not None and Path(result.params.mask.path) == sent
 
+    # The result is in view; "Edit Mask" goes back to the mask.
+    assert window.previewView.isVisible() and not window.maskCanvas.isVisible()
+    assert window.maskViewButton.isVisible() and not window.maskViewButton.isChecked()
+    qtbot.mouseClick(window.maskViewButton, Qt.MouseButton.LeftButton)
+    assert window.maskCanvas.isVisible() and np.array_equal(mask(window), painted)
+
     # Another mask, then the history entry: its mask comes back.
     window.maskPanel.clearMaskButton.click()
     assert not mask(window).any()
