@@ -229,14 +229,15 @@ class InputPanel(QWidget):
         header = QHBoxLayout()
         header.setSpacing(6)
         header.addWidget(self.titleLabel, 1)
-        header.addWidget(self.inpaintButton)
         header.addWidget(self.openInputButton)
         header.addWidget(self.clearInputButton)
         strength = QHBoxLayout()
         strength.setSpacing(6)
+        strength.addWidget(self.inpaintButton)  # under the well: Inpaint, or img2img's strength
         strength.addWidget(self.strengthLabel)
         strength.addWidget(self.strengthSlider, 1)
         strength.addWidget(self.strengthSpin)
+        strength.addStretch(0)  # a lone Inpaint button stays its own size
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
