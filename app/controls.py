@@ -321,6 +321,7 @@ class ControlsPanel(QWidget):
         self.stepsValue.setText(str(self.stepsSlider.value()))
         self.variant = variant
         self.inputPanel.set_edits(facts.edits)
+        self.inputPanel.set_fills(facts.fills)
 
     # -- params -------------------------------------------------------------------------------
     def params(self) -> GenerationParams:
@@ -343,7 +344,8 @@ class ControlsPanel(QWidget):
             guidance=self.guidanceSlider.value() / GUIDANCE_SCALE if self.guidanceSlider.isEnabled() else None,
             seed=None if self.randomSeedCheck.isChecked() else self.seedSpin.value(),
             image=image,
-            strength=self.inputPanel.strength() if stored is not None and not edits else None,
+            strength=self.inputPanel.strength() if stored is not None and not edits
+            and not self.inputPanel.inpaints() else None,
         )
         return GenerationParams(ModelChoice(self.current_model(), self.quantize()), request,
                                 self.loraPanel.choices(), stored.choice if stored is not None else None)

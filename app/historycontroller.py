@@ -110,6 +110,8 @@ class HistoryController:
         params = self.window.restorer.restore_params(entry.params)
         if params.request.image is not None and params.input is None:
             return []  # its input image is gone (the restore said so): it cannot be made again
+        if params.request.mask is not None and params.mask is None:
+            return []  # its mask is gone (the restore said so)
         return self.window.submit([params])
 
     def use_selected_as_input(self) -> None:

@@ -9,10 +9,13 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
+)
 
 from app.controls import name_widget
 from app.imageview import ImageView
+from app.maskpanel import MaskPanel
 from app.messagebar import MessageBar
 from app.params import GenerationParams
 
@@ -57,6 +60,13 @@ class ImagePanel(QWidget):
         self.messageBar = MessageBar()
         self.previewView = name_widget(ImageView(), "previewView", "The generated image")
         self.previewView.set_placeholder(PLACEHOLDER)
+        # While inpainting, the mask editor takes the image's place (see app/maskcontroller.py).
+        self.maskPanel = MaskPanel()
+        self.maskCanvas = self.maskPanel.maskCanvas
+        self.viewStack = QStackedWidget()
+        self.viewStack.setObjectName("viewStack")
+        self.viewStack.addWidget(self.previewView)
+        self.viewStack.addWidget(self.maskPanel)
         self.imageInfoLabel = QLabel()
         self.imageInfoLabel.setObjectName("imageInfoLabel")
         self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -75,7 +85,14 @@ class ImagePanel(QWidget):
                                         "Save a copy as PNG (with settings), JPEG or WebP")
         self.revealButton = name_widget(QPushButton(f"Show in {FILE_MANAGER}"), "revealButton", None,
                                         f"Show the saved PNG in {FILE_MANAGER}")
+        self.maskViewButton = name_widget(QPushButton("Edit Mask"), "maskViewButton", None,
+                                          "Show the mask editor (on) or the image (off)")
+        self.maskViewButton.setCheckable(True)
+        self.maskViewButton.setAutoDefault(False)
+        self.maskViewButton.toggled.connect(self.show_mask)
+        self.maskViewButton.hide()
         actions = QHBoxLayout()
+        actions.addWidget(self.maskViewButton)
         actions.addWidget(self.reuseSeedButton)
         actions.addWidget(self.useAsInputButton)
         actions.addStretch(1)
@@ -106,10 +123,28 @@ class ImagePanel(QWidget):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)
         layout.addWidget(self.messageBar)
-        layout.addWidget(self.previewView, 1)
+        layout.addWidget(self.viewStack, 1)
         layout.addWidget(self.imageInfoLabel)
         layout.addLayout(actions)
         layout.addLayout(progress)
+
+    def set_inpainting(self, on: bool, show_mask: bool = False) -> None:
+        """While inpainting, "Edit Mask" switches between the mask editor and the image."""
+        self.maskViewButton.setVisible(on)
+        if show_mask and on:
+            self.maskViewButton.setChecked(True)
+        self.show_mask(on and self.maskViewButton.isChecked())
+
+    def show_result(self) -> None:
+        """The image (a new result, the live preview) in view; the mask is a click away."""
+        self.maskViewButton.setChecked(False)
+
+    def show_mask(self, on: bool) -> None:
+        """The mask editor (on) or the image (off) in the middle."""
+        self.viewStack.setCurrentWidget(self.maskPanel if on else self.previewView)
+
+    def mask_shown(self) -> bool:
+        return self.viewStack.currentWidget() is self.maskPanel
 
     # -- progress ---------------------------------------------------------------------------
     def reset_progress(self, text: str) -> None:

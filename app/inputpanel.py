@@ -183,19 +183,26 @@ class InputPanel(QWidget):
     changed = Signal()  # an input was set or cleared
     openRequested = Signal()
     clearRequested = Signal()
+    inpaintToggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("inputPanel")
         self._stored: StoredInput | None = None
         self._edits = False
+        self._fills = False
 
         self.titleLabel = QLabel("Input image")
         self.openInputButton = name_widget(QPushButton("Open…"), "openInputButton", "Open an input image",
                                            "Start from an image file (or drop one on the well below)")
         self.clearInputButton = name_widget(QPushButton("Clear"), "clearInputButton", "Remove the input image",
                                             "Remove the input image: back to text-to-image")
-        for button in (self.openInputButton, self.clearInputButton):
+        self.inpaintButton = name_widget(QPushButton("Inpaint"), "inpaintButton", "Paint a mask on the input image",
+                                         "Paint where the image is repainted (or expand its canvas); "
+                                         "a Fill model repaints only there")
+        self.inpaintButton.setCheckable(True)
+        self.inpaintButton.toggled.connect(self._on_inpaint)
+        for button in (self.openInputButton, self.clearInputButton, self.inpaintButton):
             button.setAutoDefault(False)
         self.openInputButton.clicked.connect(self.openRequested)
         self.clearInputButton.clicked.connect(self.clearRequested)
@@ -226,9 +233,11 @@ class InputPanel(QWidget):
         header.addWidget(self.clearInputButton)
         strength = QHBoxLayout()
         strength.setSpacing(6)
+        strength.addWidget(self.inpaintButton)  # under the well: Inpaint, or img2img's strength
         strength.addWidget(self.strengthLabel)
         strength.addWidget(self.strengthSlider, 1)
         strength.addWidget(self.strengthSpin)
+        strength.addStretch(0)  # a lone Inpaint button stays its own size
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
@@ -259,6 +268,20 @@ class InputPanel(QWidget):
         self.inputImageView.set_hint(EDIT_HINT if edits else IMG2IMG_HINT)
         self._refresh()
 
+    def fills(self) -> bool:
+        return self._fills
+
+    def set_fills(self, fills: bool) -> None:
+        """A Fill model: its input is always inpainted (or outpainted), so Inpaint is on."""
+        was, self._fills = self._fills, fills
+        if fills != was:
+            self.inpaintButton.setChecked(fills)
+        self._refresh()
+
+    def inpaints(self) -> bool:
+        """The next image repaints a mask of the input (or its expanded border)."""
+        return self._stored is not None and self.inpaintButton.isChecked()
+
     def set_busy(self) -> None:
         self.inputImageView.set_busy(True)
 
@@ -281,17 +304,22 @@ class InputPanel(QWidget):
         s = self._stored
         if s is None:
             return ("", "")
-        what = "edited by the prompt" if self._edits else "img2img start"
+        what = "edited by the prompt" if self._edits else "inpainted" if self.inpaints() else "img2img start"
         return (s.name or f"input {short_hash(s.fingerprint)}", f"{s.width}×{s.height} · {what}")
 
     def _refresh(self) -> None:
         has = self._stored is not None
         img2img = has and not self._edits
-        for widget in (self.strengthLabel, self.strengthSlider, self.strengthSpin):
-            widget.setVisible(img2img)
         self.clearInputButton.setVisible(has)
+        self.inpaintButton.setVisible(has)
+        for widget in (self.strengthLabel, self.strengthSlider, self.strengthSpin):
+            widget.setVisible(img2img and not self.inpaints())
         if has:
             self.inputImageView.set_image(self.inputImageView.preview(), self._lines())
+
+    def _on_inpaint(self, on: bool) -> None:
+        self._refresh()
+        self.inpaintToggled.emit(on)
 
     def _on_slider(self, value: int) -> None:
         if round(self.strengthSpin.value() * STRENGTH_UNITS) != value:

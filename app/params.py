@@ -50,12 +50,17 @@ class InputImageChoice:
 @dataclass(frozen=True)
 class GenerationParams:
     """Everything needed to make (or remake) one image: the model to load, the LoRAs to apply
-    (the enabled ones, in list order), the input image (None: text-to-image) and the request."""
+    (the enabled ones, in list order), the input image (None: text-to-image), a Fill model's
+    mask or margins, and the request."""
 
     choice: ModelChoice
     request: GenerationRequest
     loras: tuple[LoraChoice, ...] = ()
     input: InputImageChoice | None = None
+    # A Fill model's inpainting mask (the app's grey copy, white: repaint; the request names it
+    # as `mask`) or its outpainting margins (left, top, right, bottom; also the request's `expand`).
+    mask: InputImageChoice | None = None
+    expand: tuple[int, int, int, int] | None = None
 
     def with_(self, **changes: Any) -> GenerationParams:
         """A copy with fields of the request changed (`seed=...`)."""

@@ -52,7 +52,9 @@ class RestoreController:
         c.apply_request(params.request, prompt=prompt)
         loras = w.lora_controller.restore(params.request.loras)
         started_from = w.input_controller.restore(params.request)
-        return replace(params, request=params.request.with_(loras=()), loras=loras, input=started_from)
+        mask, expand = w.mask_controller.restore(params.request)
+        return replace(params, request=params.request.with_(loras=()), loras=loras, input=started_from,
+                       mask=mask, expand=expand)
 
     # -- drag and drop of images made by the app (or the mlx-flux CLI) -----------------------
     @staticmethod

@@ -26,6 +26,7 @@ from app.historyview import HistoryPanel
 from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.inputcontroller import InputController
+from app.maskcontroller import MaskController
 from app.inputs import input_text
 from app import inputs
 from app.jobs import JobQueue
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
         self.lora_controller = LoraController(self)
         self.inputPanel = self.controls.inputPanel
         self.input_controller = InputController(self)
+        self.mask_controller = MaskController(self)
         self.restorer = RestoreController(self)
         self.history_controller = HistoryController(self)
 
@@ -218,6 +220,9 @@ class MainWindow(QMainWindow):
             return []
         if self.input_controller.is_loading():
             self.show_message("The input image is still being read; press Generate again in a moment.", "info")
+            return []
+        params = self.mask_controller.apply(params)
+        if params is None:
             return []
         count = self.countSpin.value()
         seeds = [None] * count if params.seed is None else [params.seed + i for i in range(count)]
@@ -394,6 +399,7 @@ class MainWindow(QMainWindow):
         self.view.latest_preview = self.view.latest_finished = None  # a new run: nothing to go back to yet
         self.imagePanel.start_run(job.params.steps or 1)
         if not self.view.pinned:
+            self.imagePanel.show_result()  # from the mask editor to the image being made
             self._show_generating(job)
 
     def _show_generating(self, job: Job) -> None:
@@ -480,6 +486,7 @@ class MainWindow(QMainWindow):
     def show_image(self, shown: Shown) -> None:
         self.shown = shown
         self.previewView.set_image(shown.image)
+        self.imagePanel.show_result()
         p = shown.params
         if p is not None:
             parts = [f"seed {p.seed}", f"{shown.image.width()}×{shown.image.height()}", f"{p.steps} steps"]
@@ -615,7 +622,8 @@ _EXPOSED = {
     "controls": ("promptEdit", "generateButton", "cancelButton", "stepsSlider", "guidanceSlider", "seedSpin",
                  "widthSpin", "heightSpin", "modelCombo", "quantizeCombo", "countSpin", "randomSeedCheck",
                  "aspectCombo", "queueList", "inputImageView", "strengthSlider"),
-    "imagePanel": ("messageBar", "previewView", "imageInfoLabel", "reuseSeedButton", "useAsInputButton",
+    "imagePanel": ("messageBar", "previewView", "maskPanel", "maskCanvas", "maskViewButton", "imageInfoLabel",
+                   "reuseSeedButton", "useAsInputButton",
                    "copyImageButton",
                    "exportButton", "revealButton", "progressBar", "progressLabel", "followLiveButton"),
     "historyPanel": ("historySearch", "historyModel", "historyList", "historyCountLabel", "rerunButton",

@@ -294,6 +294,7 @@ class Worker(QObject):
         started_at = time.time()
         try:
             result = self._pipe.generate(job.params.request, image=_input_path(job.params),
+                                         mask=_mask_path(job.params),
                                          callback=self._step_reporter(lambda: self._is_cancelled(job.id)))
         except cancelled_error:
             _free_memory()
@@ -335,7 +336,7 @@ class Worker(QObject):
                     callback=self._step_reporter(lambda: all(self._is_cancelled(i) for i in ids),
                                                  offset=k * steps, total=total, started=started_at,
                                                  images=(number[ids[0]], number[ids[-1]], len(jobs))),
-                    max_batch=len(chunk), image=_input_path(run.params),
+                    max_batch=len(chunk), image=_input_path(run.params), mask=_mask_path(run.params),
                 )
             except cancelled_error:
                 _free_memory()
@@ -449,6 +450,11 @@ class Worker(QObject):
 def _input_path(params: GenerationParams) -> str | None:
     """The input image the engine reads (on this thread: decoding a large photo takes a moment)."""
     return params.input.path if params.input is not None else None
+
+
+def _mask_path(params: GenerationParams) -> str | None:
+    """A Fill model's mask (its margins travel in the request's `expand`)."""
+    return params.mask.path if params.mask is not None else None
 
 
 def _chunk_size(pipe: Any, width: int, height: int, count: int) -> int:

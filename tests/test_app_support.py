@@ -12,7 +12,7 @@ from PIL import Image
 
 from mlx_flux.engine import GenerationResult, ImageInput, StepCallback, StepEvent
 from mlx_flux.images import load_image, own_size
-from mlx_flux.request import GenerationRequest, ImageRef, LoraRef
+from mlx_flux.request import GenerationRequest, ImageRef, InputError, LoraRef
 from mlx_flux.variants import VARIANTS
 
 TIMEOUT = 60_000  # ms: generous, a slow 2-core CI runner must never flake
@@ -61,9 +61,22 @@ class FakePipeline:
     def resolve(self, request: GenerationRequest, image: ImageInput | None = None,
                 mask: ImageInput | None = None) -> GenerationRequest:
         """As the engine: defaults filled; an input image makes it img2img at the image's size,
-        or (a "kontext" variant) an edit with the reference at the size the request names."""
+        or (a "kontext" variant) an edit with the reference at the size the request names; a "fill"
+        variant inpaints the mask given (the request names it) or outpaints the request's expand."""
         request.check()
         picture = load_image(image) if image is not None else None
+        fills = VARIANTS[self.variant].fills
+        painted = load_image(mask) if mask is not None else None
+        if (painted is not None or request.expand is not None) and not fills:
+            raise InputError(f"{self.model_name} is not a Fill model: it takes no mask or expand")
+        if fills and picture is None:
+            raise InputError(f"{self.model_name} fills an input image: pass it as image=")
+        if painted is None and request.mask is not None:
+            raise InputError("this request names a mask: pass it as mask=")
+        if painted is not None and request.mask is not None and request.mask.fingerprint != painted.ref.fingerprint:
+            raise InputError("the mask given is not the request's mask")
+        if fills and painted is None and request.expand is None:
+            raise InputError("a Fill model needs a mask or expand")
         if picture is None and request.image is not None:
             raise InputError("this request starts from an input image: pass it as image=")
         if picture is not None and request.image is not None and request.image.fingerprint != picture.ref.fingerprint:
@@ -77,8 +90,11 @@ class FakePipeline:
         return request.with_(
             width=width, height=height,
             image=None if picture is None else ImageRef(picture.ref.fingerprint, *used),
-            strength=(request.strength or 0.6) if picture is not None and not edits else None,
-            mode="text-to-image" if picture is None else "edit" if edits else "img2img",
+            strength=(request.strength or 0.6) if picture is not None and not edits and not fills else None,
+            mask=None if painted is None else ImageRef(painted.ref.fingerprint, *painted.size),
+            expand=request.expand,
+            mode="text-to-image" if picture is None else "edit" if edits else
+            ("inpaint" if painted is not None else "outpaint") if fills else "img2img",
             steps=self.default_steps if request.steps is None else request.steps,
             guidance=(self.default_guidance if request.guidance is None else float(request.guidance))
             if self.default_guidance is not None else None,
@@ -93,11 +109,13 @@ class FakePipeline:
                  mask: ImageInput | None = None,
                  expand: tuple[int, int, int, int] | None = None) -> GenerationResult:
         request = self.resolve(GenerationRequest.of_call(prompt, width=width, height=height, steps=steps,
-                                                         guidance=guidance, seed=seed, strength=strength), image)
+                                                         guidance=guidance, seed=seed, strength=strength,
+                                                         expand=expand), image, mask)
         self.calls.append(dict(prompt=request.prompt, width=request.width, height=request.height,
                                steps=request.steps, guidance=request.guidance, seed=request.seed,
                                image=None if image is None else str(image), strength=request.strength,
-                               mode=request.mode))
+                               mode=request.mode, mask=None if mask is None else str(mask),
+                               expand=request.expand, request=request))
         self._steps(request.steps, request.seed, callback)
         return self._result(request)
 
@@ -110,12 +128,14 @@ class FakePipeline:
         """One pass for all seeds (the worker chunks by auto_max_batch and passes max_batch)."""
         seeds = list(seeds)
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
-                                            strength=strength)
-        request = self.resolve(request.with_(seed=seeds[0]), image)
+                                            strength=strength, expand=expand)
+        request = self.resolve(request.with_(seed=seeds[0]), image, mask)
         self.batch_calls.append(dict(prompt=request.prompt, seeds=seeds, width=request.width,
                                      height=request.height, steps=request.steps, guidance=request.guidance,
                                      max_batch=max_batch, image=None if image is None else str(image),
-                                     strength=request.strength, mode=request.mode))
+                                     strength=request.strength, mode=request.mode,
+                                     mask=None if mask is None else str(mask), expand=request.expand,
+                                     request=request))
         self._steps(request.steps, seeds[0], callback)  # a batch previews its first image
         return [self._result(request.with_(seed=seed)) for seed in seeds]
 
