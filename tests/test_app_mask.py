@@ -166,3 +166,43 @@ def test_a_fill_model_without_a_mask_says_what_to_do(qtbot, fill):
     qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
     assert "Paint over what should be repainted" in window.messageLabel.text()
     assert not pipe.calls
+
+
+# -- the real engine --------------------------------------------------------------------------------
+def test_real_fill_model_inpaints_and_outpaints_from_the_canvas(qtbot, tmp_path, tiny_fill, monkeypatch, data_dir):
+    """The whole loop on the tiny FLUX.1 Fill model: paint, generate, the PNG records the mask;
+    then margins, generate, a larger image that records the expansion."""
+    import app.worker as worker_module
+    from mlx_flux.images import load_image
+    from mlx_flux.metadata import read_request
+    from test_app_support import caching_loader, ready_window
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(worker_module, "load_pipeline", caching_loader())
+    window = ready_window(qtbot, data_dir, tiny_fill)
+    try:
+        assert window.model_info.variant == "fill"
+        photo = write_image(tmp_path / "photos" / "room.png", (96, 64))
+        assert drop_on_well(window, photo)
+        wait_input(qtbot, window)
+        qtbot.waitUntil(lambda: window.maskCanvas.isVisible())
+        window.stepsSlider.setValue(2)
+        set_spin(qtbot, window.maskPanel.brushSizeSpin, 8)
+        drag(window.maskCanvas, [(10, 10), (30, 10)])
+        painted = mask(window).copy()
+        result = generate(qtbot, window, "a window with a view")
+        saved = read_request(result.saved_path)
+        assert saved.mode == "inpaint" and (saved.width, saved.height) == (96, 64)
+        stored = data_dir / "inputs" / f"{saved.mask.fingerprint}.png"
+        assert np.array_equal(np.asarray(Image.open(stored).convert("L")) > 127, painted > 127)
+        assert saved.mask.fingerprint == load_image(stored).ref.fingerprint
+
+        qtbot.mouseClick(window.maskPanel.clearMaskButton, Qt.MouseButton.LeftButton)
+        set_spin(qtbot, window.maskPanel.expandLeftSpin, 16)
+        set_spin(qtbot, window.maskPanel.expandRightSpin, 32)
+        wider = generate(qtbot, window)
+        out = read_request(wider.saved_path)
+        assert out.mode == "outpaint" and out.expand == (16, 0, 32, 0)
+        assert Image.open(wider.saved_path).size == (96 + 48, 64)
+    finally:
+        window.close()
