@@ -303,6 +303,9 @@ class ControlsPanel(QWidget):
         steps_default, guidance_default = defaults or (facts.steps, facts.guidance)
         self.stepsSlider.setRange(1, max(facts.max_steps, steps_default))
         has_guidance = guidance_default is not None
+        # Room above the default for every variant: FLUX.1 Fill works at 30 (dev at 3.5), and a
+        # slider that stopped at 10 would silently send 10.
+        self.guidanceSlider.setRange(0, round(max(10.0, 2 * (guidance_default or 0)) * GUIDANCE_SCALE))
         # Schnell is guidance-distilled: the control would do nothing, so it is disabled.
         self.guidanceSlider.setEnabled(has_guidance)
         self.guidanceLabel.setEnabled(has_guidance)

@@ -206,3 +206,12 @@ def test_real_fill_model_inpaints_and_outpaints_from_the_canvas(qtbot, tmp_path,
         assert Image.open(wider.saved_path).size == (96 + 48, 64)
     finally:
         window.close()
+
+
+def test_a_fill_model_gets_its_own_guidance(qtbot, fill):
+    """FLUX.1 Fill's default guidance is 30: the slider must reach it (it stopped at 10 and sent 10)."""
+    window, pipe = fill
+    assert window.guidanceSlider.value() / 10 == 30.0 and window.guidanceSlider.maximum() >= 300
+    drag(window.maskCanvas, [(20, 20), (40, 20)])
+    generate(qtbot, window, "a lamp")
+    assert pipe.calls[-1]["guidance"] == 30.0
