@@ -114,15 +114,25 @@ def test_split_model_with_loras_equals_one_process(tiny_schnell, tmp_path):
     assert meta["loras"][0]["scale"] == 0.7
 
 
-@pytest.mark.parametrize("model, mode, how", [("tiny_kontext", "edit", "--split-model"),
-                                              ("tiny_schnell", "img2img", "--seeds=3,4,5")])
-def test_image_inputs_under_mlx_launch_as_one_process(model, mode, how, request, tmp_path):
+@pytest.mark.parametrize("model, mode, how, extra", [
+    ("tiny_kontext", "edit", "--split-model", []),
+    ("tiny_schnell", "img2img", "--seeds=3,4,5", []),
+    ("tiny_fill", "inpaint", "--split-model", ["--mask", "{mask}"]),
+    ("tiny_fill", "outpaint", "--split-model", ["--expand", "16,0,16,0"]),
+])
+def test_image_inputs_under_mlx_launch_as_one_process(model, mode, how, extra, request, tmp_path):
     """Kontext's reference tokens (ids with first axis 1) go through the split model: the ranks
-    get those ids from rank 0 and only the output's velocity comes back to the sampler; img2img
-    seeds split across ranks start from the same encoded image."""
+    get those ids from rank 0 and only the output's velocity comes back to the sampler; a Fill
+    model's extra input channels (masked image, mask) reach rank 0's img_in; img2img seeds split
+    across ranks start from the same encoded image."""
     Image.effect_mandelbrot((48, 32), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(tmp_path / "in.png")
-    meta = launched_equals_single(["generate", "--model", request.getfixturevalue(model), *ARGS, "--seeds", "3",
-                                   "--image", tmp_path / "in.png"], how, tmp_path)
+    mask = Image.new("L", (48, 32))
+    mask.paste(255, (8, 8, 32, 24))
+    mask.save(tmp_path / "mask.png")
+    extra = [str(a).format(mask=tmp_path / "mask.png") for a in extra]
+    args = ["--prompt", PROMPT, "--steps", 2, "--quiet"] if "--expand" in extra else ARGS  # expand sets the size
+    meta = launched_equals_single(["generate", "--model", request.getfixturevalue(model), *args, "--seeds", "3",
+                                   "--image", tmp_path / "in.png", *extra], how, tmp_path)
     assert meta["mode"] == mode
 
 
