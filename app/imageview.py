@@ -10,6 +10,17 @@ from PySide6.QtGui import QDrag, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
 
 
+def paint_frame(painter: QPainter, widget: QWidget) -> QPalette:
+    """The rounded frame the image widgets draw their content in; returns the widget's palette.
+    Palette roles only, so the frame follows light and dark appearance."""
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    palette = widget.palette()
+    painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
+    painter.setBrush(palette.color(QPalette.ColorRole.Base))
+    painter.drawRoundedRect(QRectF(widget.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+    return palette
+
+
 class ImageView(QWidget):
     """Paints one QImage centred and scaled to fit (up or down), or a hint when there is none."""
 
@@ -58,12 +69,7 @@ class ImageView(QWidget):
     # -- painting --------------------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        palette = self.palette()
-        # Palette roles only, so the view follows light and dark appearance.
-        painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
-        painter.setBrush(palette.color(QPalette.ColorRole.Base))
-        painter.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        palette = paint_frame(painter, self)
         if self._image.isNull():
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
             painter.drawText(self.rect().adjusted(24, 24, -24, -24),

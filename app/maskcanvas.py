@@ -14,6 +14,8 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from app.imageview import paint_frame
+
 BRUSH_MIN, BRUSH_MAX, BRUSH_DEFAULT = 2, 512, 48  # px of the image
 OVERLAY = QColor(255, 0, 0, 128)  # the mask as it is shown: red at 50%
 UNDO_LIMIT = 30
@@ -159,11 +161,7 @@ class MaskCanvas(QWidget):
     # -- painting -------------------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        palette = self.palette()
-        painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
-        painter.setBrush(palette.color(QPalette.ColorRole.Base))
-        painter.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        palette = paint_frame(painter, self)
         if self._image.isNull():
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Put an image in the input well to paint a mask")

@@ -101,12 +101,14 @@ class Reference(NamedTuple):
         return cls(sampler.pack(latents), mx.concatenate([mx.ones_like(ids[:, :1]), ids[:, 1:]], axis=1))
 
 
-class WithReference:
-    """The transformer as the sampler sees it when a reference image's tokens ride along: the
-    reference tokens follow the output's in every step, and only the output's velocity is kept."""
+class WithInputs:
+    """The transformer as the sampler sees it when inputs beside the output's latents ride along in
+    every step: a reference image's `tokens` after the output's along the sequence (Kontext; only
+    the output's velocity is kept), or conditioning `channels` after the latents' along the channel
+    axis (FLUX.1 Fill: masked image latents and mask)."""
 
-    def __init__(self, model, tokens: mx.array):
-        self.model, self.tokens = model, tokens
+    def __init__(self, model, tokens: mx.array | None = None, channels: mx.array | None = None):
+        self.model, self.tokens, self.channels = model, tokens, channels
 
     @property
     def dtype(self) -> mx.Dtype:
@@ -119,9 +121,16 @@ class WithReference:
         return self._run(self.model.compiled_step, img, t, cond)
 
     def _run(self, step, img: mx.array, t: mx.array, cond) -> mx.array:
-        n = img.shape[1]
-        ref = mx.broadcast_to(self.tokens, (img.shape[0], *self.tokens.shape[1:])).astype(img.dtype)
-        return step(mx.concatenate([img, ref], axis=1), t, cond)[:, :n]
+        b, n = img.shape[:2]
+        if self.channels is not None:
+            img = mx.concatenate([img, _batched(self.channels, b, img.dtype)], axis=-1)
+        if self.tokens is not None:
+            img = mx.concatenate([img, _batched(self.tokens, b, img.dtype)], axis=1)
+        return step(img, t, cond)[:, :n]
+
+
+def _batched(x: mx.array, batch: int, dtype: mx.Dtype) -> mx.array:
+    return mx.broadcast_to(x, (batch, *x.shape[1:])).astype(dtype)
 
 
 # --- FLUX.1 Fill: inpaint and outpaint ---------------------------------------------------------
@@ -221,25 +230,3 @@ def fill_condition(masked_latents: mx.array, mask: np.ndarray) -> mx.array:
     """What a Fill transformer reads beside the output's latents, packed [1, N, 320]: the masked
     image's latents [1, H/8, W/8, C] (packed to 64) and the mask (packed to 256)."""
     return mx.concatenate([sampler.pack(masked_latents), sampler.pack(mask_channels(mask))], axis=-1)
-
-
-class WithFill:
-    """The transformer as the sampler sees it for FLUX.1 Fill: the conditioning channels (masked
-    image latents, mask) follow the output's latents' along the channel axis in every step."""
-
-    def __init__(self, model, channels: mx.array):
-        self.model, self.channels = model, channels
-
-    @property
-    def dtype(self) -> mx.Dtype:
-        return self.model.dtype
-
-    def step(self, img: mx.array, t: mx.array, cond) -> mx.array:
-        return self._run(self.model.step, img, t, cond)
-
-    def compiled_step(self, img: mx.array, t: mx.array, cond) -> mx.array:
-        return self._run(self.model.compiled_step, img, t, cond)
-
-    def _run(self, step, img: mx.array, t: mx.array, cond) -> mx.array:
-        extra = mx.broadcast_to(self.channels, (img.shape[0], *self.channels.shape[1:])).astype(img.dtype)
-        return step(mx.concatenate([img, extra], axis=-1), t, cond)

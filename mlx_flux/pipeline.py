@@ -376,7 +376,8 @@ class FluxPipeline:
         cond = self.condition(emb, batch, height, width, self.default_guidance or 1.0)
         model = self.transformer
         if self.variant_info.fills:  # the conditioning channels' shapes, as a generation has them
-            model = image_modes.WithFill(model, mx.zeros((1, x.shape[1], self.transformer.config.in_channels - x.shape[2])))
+            model = image_modes.WithInputs(
+                model, channels=mx.zeros((1, x.shape[1], self.transformer.config.in_channels - x.shape[2])))
         with memory.bounded_steps(self.transformer.config, batch, x.shape[1] + emb.txt.shape[1]):
             for _, x, _ in sampler.denoise(model, cond, x, sampler.FlowMatchEuler((1.0, 0.5)),
                                            compiled=self.compile):
@@ -494,9 +495,9 @@ class FluxPipeline:
         packed = sampler.pack(x)
         extra = None if reference is None else reference.ids
         cond = self.condition(emb, packed.shape[0], h, w, request.guidance, extra_ids=extra)
-        model = self.transformer if reference is None else image_modes.WithReference(self.transformer, reference.tokens)
-        if fill is not None:
-            model = image_modes.WithFill(model, fill)
+        model = self.transformer
+        if reference is not None or fill is not None:
+            model = image_modes.WithInputs(model, tokens=None if reference is None else reference.tokens, channels=fill)
         tokens = packed.shape[1] + emb.txt.shape[1] + (0 if reference is None else reference.tokens.shape[1])
         total = len(steps.sigmas) - 1
         t1 = time.perf_counter()
