@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,6 +21,7 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "webp": ("WebP image", (".webp",)),
 }
 _EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+NAME_WORDS, NAME_CHARS = 6, 48  # the suggested file name: the prompt's first words, bounded
 
 
 def dialog_filters() -> list[str]:
@@ -70,9 +72,11 @@ def export_image(image: Image.Image, metadata: dict[str, Any], dest: Path, fmt: 
 
         # The "UNICODE" prefix is how EXIF marks a UTF-16 UserComment; viewers show it as the caption.
         exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = b"UNICODE\0" + parameters_text(metadata).encode("utf-16-be")
-    options: dict[str, Any] = {"quality": 92, "exif": exif.tobytes()}
+    options: dict[str, Any] = {"quality": 95, "exif": exif.tobytes()}
     if fmt == "jpeg":
-        options.update(optimize=True, subsampling=0)
+        # No optimize=True: libjpeg's optimising pass over a detailed image overruns Pillow's
+        # output buffer ("broken data stream when writing image file"); it saved a few percent.
+        options.update(subsampling=0)
     _atomic(dest, lambda tmp: rgb.save(tmp, format="JPEG" if fmt == "jpeg" else "WEBP", **options))
     return dest
 
@@ -82,10 +86,38 @@ def _atomic(dest: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; an exported image is an ordinary file
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _file_mode() -> int:
+    """What a plain open() would give a new file: 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def default_folder(last: str = "") -> Path:
+    """Where the Export dialog opens: the folder used last if it is still there, else
+    ~/Pictures (where people look for images), else home."""
+    if last and Path(last).expanduser().is_dir():
+        return Path(last).expanduser()
+    pictures = Path.home() / "Pictures"
+    return pictures if pictures.is_dir() else Path.home()
+
+
+def default_name(prompt: str, seed: int | None, ext: str = ".png") -> str:
+    """A file name that says what the image is: 'a-red-fox-in-snow-seed42.png'.
+
+    The prompt's first words, lower case, letters and digits only (any script), so the name
+    is safe on every file system; bounded so long prompts make short names."""
+    words = re.findall(r"\w+", prompt.lower().replace("_", " "))[:NAME_WORDS]
+    slug = "-".join(words)[:NAME_CHARS].strip("-") or "flux"
+    suffix = f"-seed{seed}" if seed is not None else ""
+    return f"{slug}{suffix}{ext}"
 
 
 def reveal_in_file_manager(path: Path) -> None:

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSp
 from app import APP_DISPLAY_NAME
 from app.controls import ControlsPanel
 from app.errors import describe_error
-from app.export import dialog_filters, export_image, format_for, reveal_in_file_manager, with_extension
+from app.export import (default_folder, default_name, dialog_filters, export_image, format_for,
+                        reveal_in_file_manager, with_extension)
 from app.history import HistoryError, HistoryStore
 from app.historycontroller import HistoryController
 from app.historyview import HistoryPanel
@@ -566,8 +567,9 @@ class MainWindow(QMainWindow):
         """The Export button: ask where, then write."""
         if self.shown is None:
             return
-        start = Path(self.settings.export_dir or Path.home())
-        name = self.shown.path.name if self.shown.path else f"flux-{self.shown.params.seed if self.shown.params else 0}.png"
+        start = default_folder(self.settings.export_dir)
+        p = self.shown.params
+        name = default_name(p.prompt, p.seed) if p is not None else "flux.png"
         path, chosen = QFileDialog.getSaveFileName(self, "Export Image", str(start / name), ";;".join(dialog_filters()))
         if path:
             self.export_to(Path(path), format_for(Path(path), chosen))
