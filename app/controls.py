@@ -8,7 +8,7 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QKeyCombination, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractSpinBox, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
+    QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
     QPlainTextEdit, QPushButton, QSizePolicy, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -145,19 +145,22 @@ class ControlsPanel(QWidget):
 
         # Steps and guidance sliders with their values beside them.
         self.stepsSlider = name_widget(QSlider(Qt.Orientation.Horizontal), "stepsSlider", "Number of denoising steps")
-        self.stepsValue = QLabel()
-        self.stepsSlider.valueChanged.connect(lambda v: self.stepsValue.setText(str(v)))
         self.guidanceSlider = name_widget(QSlider(Qt.Orientation.Horizontal), "guidanceSlider",
                                           "How closely the image follows the prompt")
         self.guidanceSlider.setRange(0, 10 * GUIDANCE_SCALE)
         self.guidanceSlider.setPageStep(5)
-        self.guidanceValue = QLabel()
-        self.guidanceSlider.valueChanged.connect(lambda v: self.guidanceValue.setText(f"{v / GUIDANCE_SCALE:.1f}"))
-        for label in (self.stepsValue, self.guidanceValue):
-            label.setMinimumWidth(label.fontMetrics().horizontalAdvance("00.0") + 4)
-            label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        steps_row = _row(self.stepsSlider, self.stepsValue)
-        guidance_row = _row(self.guidanceSlider, self.guidanceValue)
+        # Beside each slider its value, which can also be typed (exact values, keyboard users).
+        self.stepsValueSpin = name_widget(QSpinBox(), "stepsValueSpin", "Number of denoising steps",
+                                          "Number of denoising steps: type a value or drag the slider")
+        self.guidanceValueSpin = name_widget(QDoubleSpinBox(), "guidanceValueSpin", "Guidance",
+                                             "How closely the image follows the prompt: type a value or drag")
+        self.guidanceValueSpin.setDecimals(1)
+        self.guidanceValueSpin.setSingleStep(1 / GUIDANCE_SCALE)
+        self.stepsValue, self.guidanceValue = self.stepsValueSpin, self.guidanceValueSpin  # the older names
+        _link(self.stepsSlider, self.stepsValueSpin, 1)
+        _link(self.guidanceSlider, self.guidanceValueSpin, GUIDANCE_SCALE)
+        steps_row = _row(self.stepsSlider, self.stepsValueSpin)
+        guidance_row = _row(self.guidanceSlider, self.guidanceValueSpin)
 
         # Seed: random by default; typing a seed locks it.
         self.seedSpin = name_widget(QSpinBox(), "seedSpin", "Random seed of the next image")
@@ -240,8 +243,8 @@ class ControlsPanel(QWidget):
                  self.generateButton, self.cancelButton, self.inputPanel.openInputButton,
                  self.inputPanel.clearInputButton, self.inputImageView, self.strengthSlider,
                  self.inputPanel.strengthSpin, self.widthSpin, self.heightSpin,
-                 self.swapSizeButton, self.aspectCombo, self.stepsSlider, self.guidanceSlider,
-                 self.seedSpin, self.randomSeedCheck, self.countSpin, self.loraPanel.loraLibraryCombo,
+                 self.swapSizeButton, self.aspectCombo, self.stepsSlider, self.stepsValueSpin,
+                 self.guidanceSlider, self.guidanceValueSpin, self.seedSpin, self.randomSeedCheck, self.countSpin, self.loraPanel.loraLibraryCombo,
                  self.loraPanel.addLoraButton, self.loraPanel.openLoraFolderButton, self.loraPanel.loraList,
                  self.queueList]
         for first, second in zip(order, order[1:]):
@@ -309,19 +312,18 @@ class ControlsPanel(QWidget):
         # Schnell is guidance-distilled: the control would do nothing, so it is disabled.
         self.guidanceSlider.setEnabled(has_guidance)
         self.guidanceLabel.setEnabled(has_guidance)
-        self.guidanceValue.setEnabled(has_guidance)
+        self.guidanceValueSpin.setEnabled(has_guidance)
         if not has_guidance:
-            self.guidanceSlider.setToolTip(f"{display_name(variant or '') or 'This model'} has no guidance control")
-            self.guidanceValue.setText("—")
+            tip = f"{display_name(variant or '') or 'This model'} has no guidance control"
         else:
-            self.guidanceSlider.setToolTip("How closely the image follows the prompt (default "
-                                           f"{guidance_default:g})")
+            tip = f"How closely the image follows the prompt (default {guidance_default:g})"
+        self.guidanceSlider.setToolTip(tip)
+        self.guidanceValueSpin.setToolTip(tip + (": type a value or drag" if has_guidance else ""))
         if reset_values or variant != self.variant:
             self.stepsSlider.setValue(steps_default)
             if has_guidance:
                 self.guidanceSlider.setValue(round(guidance_default * GUIDANCE_SCALE))
-                self.guidanceValue.setText(f"{self.guidanceSlider.value() / GUIDANCE_SCALE:.1f}")
-        self.stepsValue.setText(str(self.stepsSlider.value()))
+        _show_none(self.guidanceValueSpin, not has_guidance, self.guidanceSlider, GUIDANCE_SCALE)
         self.variant = variant
         self.inputPanel.set_edits(facts.edits)
         self.inputPanel.set_fills(facts.fills)
@@ -334,6 +336,8 @@ class ControlsPanel(QWidget):
         it at) and the params point at the app's copy. A Kontext model sees its reference at the
         Kontext resolution nearest the image's aspect ratio, whatever the output size (as
         diffusers does); img2img gets the strength."""
+        for spin in (self.stepsValueSpin, self.guidanceValueSpin):
+            spin.interpretText()  # a value typed and not yet confirmed (Cmd+Return right after) counts
         width, height = snap_size(self.widthSpin.value()), snap_size(self.heightSpin.value())
         stored, edits = self.inputPanel.stored(), self.inputPanel.edits()
         image = None
@@ -406,6 +410,43 @@ class ControlsPanel(QWidget):
         """While the queue runs, Generate still works (it queues); Cancel becomes available."""
         self.cancelButton.setEnabled(busy)
         self.generateButton.setText("Add to Queue" if busy else "Generate")
+
+
+def _link(slider: QSlider, spin: QSpinBox | QDoubleSpinBox, scale: int) -> None:
+    """Keep `spin` (the slider's units / scale) and `slider` on one value: dragging sets the
+    spin box, typing (once Return or Tab ends it) moves the slider; ranges follow the slider."""
+    spin.setKeyboardTracking(False)
+    spin.setAlignment(Qt.AlignmentFlag.AlignRight)
+    _set_range(spin, slider.minimum() / scale, slider.maximum() / scale)
+    spin.setValue(_spin_value(spin, slider.value() / scale))
+    slider.rangeChanged.connect(lambda low, high: _set_range(spin, low / scale, high / scale))
+    slider.valueChanged.connect(lambda v: spin.setValue(_spin_value(spin, v / scale)))
+    spin.valueChanged.connect(lambda v: None if spin.specialValueText() else slider.setValue(round(v * scale)))
+
+
+def _spin_value(spin: QSpinBox | QDoubleSpinBox, value: float) -> float | int:
+    return value if isinstance(spin, QDoubleSpinBox) else round(value)
+
+
+def _set_range(spin: QSpinBox | QDoubleSpinBox, low: float, high: float) -> None:
+    if spin.specialValueText():  # showing "no value": keep its marker below the range
+        low = min(low, spin.minimum())
+    spin.setRange(_spin_value(spin, low), _spin_value(spin, high))
+
+
+def _show_none(spin: QDoubleSpinBox, none: bool, slider: QSlider, scale: int) -> None:
+    """A model without the setting: the spin box shows "—" (a value just below its range,
+    which the slider never takes); with it, the slider's value."""
+    spin.blockSignals(True)
+    if none:
+        spin.setSpecialValueText("—")
+        spin.setMinimum(slider.minimum() / scale - 1)
+        spin.setValue(spin.minimum())
+    else:
+        spin.setSpecialValueText("")
+        spin.setMinimum(slider.minimum() / scale)
+        spin.setValue(slider.value() / scale)
+    spin.blockSignals(False)
 
 
 def _form() -> QFormLayout:

@@ -9,11 +9,12 @@ from typing import Any, Callable
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QFontMetrics, QIcon, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+    QLabel, QLineEdit, QListView, QPushButton, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
     QVBoxLayout, QWidget,
 )
 
 from app.controls import name_widget
+from app.flowlayout import FlowLayout
 from app.history import HistoryEntry
 from app.inputs import input_text
 from app.loras import lora_text
@@ -135,7 +136,9 @@ class HistoryModel(QAbstractListModel):
 
 class HistoryDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
-        return QSize(220, THUMB + 2 * PADDING)
+        # Narrow: the list stretches rows to its width anyway, and a wider hint than a narrow
+        # panel's list would scroll it sideways.
+        return QSize(THUMB + 3 * PADDING + 40, THUMB + 2 * PADDING)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         entry: HistoryEntry | None = index.data(EntryRole)
@@ -247,15 +250,17 @@ class HistoryPanel(QWidget):
         self.historyList.setSelectionMode(QListView.SelectionMode.SingleSelection)
         self.historyList.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.historyList.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
+        self.historyList.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # rows elide instead
         self.historyCountLabel = QLabel()
         self.historyCountLabel.setObjectName("historyCountLabel")
         self.historyCountLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
         self.rerunButton = name_widget(QPushButton("Re-run"), "rerunButton", None,
                                        "Generate again with this entry's prompt, settings and seed")
-        self.copyPromptButton = name_widget(QPushButton("Copy Prompt"), "copyPromptButton")
+        self.copyPromptButton = name_widget(QPushButton("Copy Prompt"), "copyPromptButton", None,
+                                             "Copy this entry's prompt to the clipboard")
         self.deleteButton = name_widget(QPushButton("Delete…"), "deleteButton", None,
                                         "Delete this entry and move its image to the Trash")
-        actions = QHBoxLayout()
+        actions = FlowLayout()  # wraps in a narrow panel rather than cutting buttons
         for button in (self.rerunButton, self.copyPromptButton, self.deleteButton):
             actions.addWidget(button)
 

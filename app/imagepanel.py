@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
 from app.controls import name_widget
+from app.flowlayout import FlowLayout
 from app.imageview import ImageView
 from app.maskpanel import MaskPanel
 from app.messagebar import MessageBar
@@ -44,6 +45,26 @@ class Shown:
         return self.params.request.to_metadata() if self.params is not None else {}
 
 
+class ProgressLabel(QLabel):
+    """Asks for the width of the longest text of a typical run, one image or a batch, so that
+    the bar beside it keeps its width while the text changes from step to step; in a narrow
+    window it makes do with less and wraps instead of cutting the text."""
+
+    NARROW = 120
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWordWrap(True)
+        metrics = self.fontMetrics()
+        self._wide = max(metrics.horizontalAdvance(text) for text in PROGRESS_SAMPLES)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(self._wide, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(min(self._wide, self.NARROW), super().minimumSizeHint().height())
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 10:
         return f"{seconds:.1f} s"
@@ -71,6 +92,7 @@ class ImagePanel(QWidget):
         self.imageInfoLabel.setObjectName("imageInfoLabel")
         self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.imageInfoLabel.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.imageInfoLabel.setWordWrap(True)  # a long line would widen the window's minimum
         self.imageInfoLabel.setForegroundRole(self.palette().ColorRole.PlaceholderText)
 
         self.reuseSeedButton = name_widget(QPushButton("Reuse Seed"), "reuseSeedButton", None,
@@ -91,7 +113,7 @@ class ImagePanel(QWidget):
         self.maskViewButton.setAutoDefault(False)
         self.maskViewButton.toggled.connect(self.show_mask)
         self.maskViewButton.hide()
-        actions = QHBoxLayout()
+        actions = FlowLayout()  # wraps in a narrow window rather than cutting buttons
         actions.addWidget(self.maskViewButton)
         actions.addWidget(self.reuseSeedButton)
         actions.addWidget(self.useAsInputButton)
@@ -101,12 +123,8 @@ class ImagePanel(QWidget):
 
         self.progressBar = name_widget(QProgressBar(), "progressBar", "Generation progress")
         self.progressBar.setTextVisible(False)  # the label beside it carries the text (macOS draws none)
-        self.progressLabel = QLabel()
+        self.progressLabel = ProgressLabel()
         self.progressLabel.setObjectName("progressLabel")
-        # Wide enough for the longest text of a typical run, one image or a batch, so that the
-        # bar keeps its width while the text changes from step to step.
-        metrics = self.progressLabel.fontMetrics()
-        self.progressLabel.setMinimumWidth(max(metrics.horizontalAdvance(text) for text in PROGRESS_SAMPLES))
         # While a picked image stays in view during a run: the way back to the live previews.
         self.followLiveButton = name_widget(QPushButton("Show live preview"), "followLiveButton", None,
                                             "Follow the images being made again")

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 
 from app import APP_DISPLAY_NAME, APP_NAME
 from app.history import HistoryError, HistoryStore
+from app.launchconfig import chosen_data_dir
 from app.paths import DataDir, default_data_dir
 from app.settings import Settings
 from app.window import MainWindow, find_icon
@@ -70,7 +71,8 @@ def create_app(argv: list[str] | None = None) -> tuple[QApplication, MainWindow]
     # Qt may have consumed its own options (-style, -platform); ignore anything else unknown.
     args, _ = build_parser().parse_known_args(_arguments(argv))
 
-    data_dir = DataDir((args.data_dir or default_data_dir()).expanduser().resolve())
+    # --data-dir, else the folder chosen in Preferences (launch.ini), else the platform's.
+    data_dir = DataDir((args.data_dir or chosen_data_dir() or default_data_dir()).expanduser().resolve())
     problems = []
     if (problem := data_dir.prepare()) is not None:
         problems.append(f"{problem} Images and history can't be saved in this session; use Export.")

@@ -81,12 +81,16 @@ def build_menus(w: MainWindow) -> None:
                  w.openDataAction, None, w.quitAction):
         file_menu.addSeparator() if item is None else file_menu.addAction(item)
     edit_menu = menu.addMenu("&Edit")
+    add_standard_edit_actions(w, edit_menu)
     for item in (w.copyImageAction, w.copyPromptAction, w.reuseSeedAction, None, w.deleteAction):
         edit_menu.addSeparator() if item is None else edit_menu.addAction(item)
+    add_preferences_action(w, edit_menu)
     image_menu = menu.addMenu("&Image")
     for item in (w.generateAction, w.cancelAction, w.rerunAction, None, w.useAsInputAction, w.clearInputAction):
         image_menu.addSeparator() if item is None else image_menu.addAction(item)
+    build_window_menu(w)
     menu.addMenu("&Help").addAction(w.aboutAction)
+    build_panel_actions(w)
 
     # The "…" button next to the model picker offers folder or file.
     open_menu = QMenu(w.controls.openModelButton)
@@ -106,3 +110,98 @@ def build_menus(w: MainWindow) -> None:
                               w.revealAction, delete_key])
     remove = action("Remove from Queue", w.controls.remove_selected_from_queue)
     w.queueList.addAction(remove)
+
+
+# ==========================================================================================
+# Edit (the standard text items), Window, Preferences: what every Mac app has
+# ==========================================================================================
+def add_standard_edit_actions(w: MainWindow, edit_menu: QMenu) -> None:
+    """Undo … Select All at the top of Edit, acting on the focused text field (app/editing.py)."""
+    from app.editing import edit_focused
+
+    items = [("Undo", "undo", QKeySequence.StandardKey.Undo), ("Redo", "redo", QKeySequence.StandardKey.Redo),
+             None, ("Cut", "cut", QKeySequence.StandardKey.Cut), ("Copy", "copy", QKeySequence.StandardKey.Copy),
+             ("Paste", "paste", QKeySequence.StandardKey.Paste),
+             ("Select All", "selectAll", QKeySequence.StandardKey.SelectAll)]
+    for item in items:
+        if item is None:
+            edit_menu.addSeparator()
+            continue
+        text, operation, key = item
+        otherwise = w.copy_image if operation == "copy" else None  # nothing typed in focus: the image
+        action = make_action(w, text, partial(edit_focused, operation, otherwise), QKeySequence.keyBindings(key),
+                             f"{operation}Action")
+        setattr(w, f"{operation}Action", action)
+        edit_menu.addAction(action)
+    edit_menu.addSeparator()
+
+
+def add_preferences_action(w: MainWindow, edit_menu: QMenu) -> None:
+    """Preferences… (Cmd+,): in the application menu on macOS (its menu role), at the end of
+    Edit elsewhere."""
+    from app.preferences import show_preferences
+
+    keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences) or [QKeySequence("Ctrl+,")]
+    w.preferencesAction = make_action(w, "Preferences…", partial(show_preferences, w), keys, "preferencesAction",
+                                      "Data folder, default precision, previews, notifications")
+    w.preferencesAction.setMenuRole(QAction.MenuRole.PreferencesRole)
+    edit_menu.addSeparator()
+    edit_menu.addAction(w.preferencesAction)
+
+
+def build_window_menu(w: MainWindow) -> QMenu:
+    """Window: Minimize (Cmd+M), Zoom, and the main window (brings it to the front)."""
+    def zoom() -> None:
+        w.showNormal() if w.isMaximized() else w.showMaximized()
+
+    def bring_to_front() -> None:
+        if w.isMinimized():
+            w.showNormal()
+        w.raise_()
+        w.activateWindow()
+
+    w.minimizeAction = make_action(w, "Minimize", w.showMinimized, "Ctrl+M", "minimizeAction")
+    w.zoomAction = make_action(w, "Zoom", zoom, None, "zoomAction", "Fill the screen, or back to the size before")
+    w.mainWindowAction = make_action(w, APP_DISPLAY_NAME, bring_to_front, None, "mainWindowAction",
+                                     "Bring the main window to the front")
+    window_menu = w.menuBar().addMenu("&Window")
+    window_menu.setObjectName("windowMenu")
+    for item in (w.minimizeAction, w.zoomAction, None, w.mainWindowAction):
+        window_menu.addSeparator() if item is None else window_menu.addAction(item)
+    return window_menu
+
+
+# ==========================================================================================
+# View: hiding the side panels
+# ==========================================================================================
+def view_menu(w: MainWindow) -> QMenu:
+    """The menu bar's View menu (another part of the app may have made it), else a new one
+    placed after Edit."""
+    bar = w.menuBar()
+    for action in bar.actions():
+        if action.menu() is not None and action.text() == "&View":
+            return action.menu()
+    menu = QMenu("&View", bar)
+    actions = bar.actions()
+    after_edit = next((actions[i + 1] for i, a in enumerate(actions[:-1]) if a.text() == "&Edit"), None)
+    bar.insertMenu(after_edit, menu) if after_edit is not None else bar.addMenu(menu)
+    return menu
+
+
+def build_panel_actions(w: MainWindow) -> list[QAction]:
+    """View > Hide Controls (Ctrl+Alt+1, Cmd+Option+1 on macOS) and Hide History (Ctrl+Alt+2): the
+    image gets the room; each is remembered between launches (app/panels.py)."""
+    from app.panels import toggle_panel, update_panel_actions
+
+    w.toggleControlsAction = make_action(w, "Hide Controls", partial(toggle_panel, w, "controls"), "Ctrl+Alt+1",
+                                         "toggleControlsAction", "Show or hide the model, prompt and settings")
+    w.toggleHistoryAction = make_action(w, "Hide History", partial(toggle_panel, w, "history"), "Ctrl+Alt+2",
+                                        "toggleHistoryAction", "Show or hide the history of images")
+    actions = [w.toggleControlsAction, w.toggleHistoryAction]
+    menu = view_menu(w)
+    if menu.actions():
+        menu.addSeparator()
+    menu.addActions(actions)
+    w.addActions(actions)  # the shortcuts work with the menu bar hidden too
+    update_panel_actions(w)
+    return actions

@@ -13,6 +13,7 @@ from PySide6.QtCore import QByteArray, QSettings
 
 MAX_RECENT_MODELS = 8
 MAX_KNOWN_LORAS = 64
+PRECISIONS = ("auto", "full", "8", "4")  # the default-precision preference
 
 
 class Settings:
@@ -110,3 +111,47 @@ class Settings:
     @export_dir.setter
     def export_dir(self, value: str) -> None:
         self._set("export/dir", value)
+
+    # -- preferences (the Preferences dialog) ----------------------------------------------
+    @property
+    def default_precision(self) -> str:
+        """'auto' (by this machine's memory), 'full', '8' or '4': what a launch starts with."""
+        value = self._get("preferences/precision", "auto", str)
+        return value if value in PRECISIONS else "auto"
+
+    @default_precision.setter
+    def default_precision(self, value: str) -> None:
+        self._set("preferences/precision", value if value in PRECISIONS else "auto")
+
+    def startup_quantize(self) -> int | None:
+        """The precision a launch starts with: the preference when it names one; on Automatic the
+        last one used (the memory-based choice takes this place)."""
+        chosen = self.default_precision
+        if chosen == "auto":
+            return self.quantize
+        return None if chosen == "full" else int(chosen)
+
+    @property
+    def live_previews(self) -> bool:
+        """Previews of the image while it is made (off: the step counter only, a little faster)."""
+        return self._get("preferences/live_previews", True, bool)
+
+    @live_previews.setter
+    def live_previews(self, value: bool) -> None:
+        self._set("preferences/live_previews", bool(value))
+
+    @property
+    def notify_finished(self) -> bool:
+        """A notification and a Dock badge when an image finishes while the app is in the background."""
+        return self._get("preferences/notify_finished", True, bool)
+
+    @notify_finished.setter
+    def notify_finished(self, value: bool) -> None:
+        self._set("preferences/notify_finished", bool(value))
+
+    def panel_visible(self, name: str) -> bool:
+        """Whether the side panel `name` ('controls', 'history') is shown (View > Hide …)."""
+        return self._get(f"window/{name}_visible", True, bool)
+
+    def set_panel_visible(self, name: str, visible: bool) -> None:
+        self._set(f"window/{name}_visible", bool(visible))

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSp
 from app import APP_DISPLAY_NAME
 from app.controls import ControlsPanel
 from app.errors import describe_error
+from app.focusring import apply_focus_ring
 from app.export import (default_folder, default_name, dialog_filters, export_image, format_for,
                         reveal_in_file_manager, with_extension)
 from app.history import HistoryError, HistoryStore
@@ -34,6 +35,9 @@ from app.jobs import JobQueue
 from app.loracontroller import LoraController
 from app.loras import lora_text
 from app.menus import build_menus
+from app.notify import FinishNotifier
+from app.panels import restore_panels
+from app.preferences import apply_preferences
 from app.models import display_name, guess_variant, is_local, known_models
 from app.params import GenerationParams, ModelChoice
 from app.paths import DataDir
@@ -113,8 +117,8 @@ class MainWindow(QMainWindow):
         for widget, stretch in ((self.controls, 0), (self.imagePanel, 1), (self.historyPanel, 0)):
             self.splitter.addWidget(widget)
             self.splitter.setStretchFactor(self.splitter.count() - 1, stretch)
-        self.controls.setMinimumWidth(250)
-        self.historyPanel.setMinimumWidth(200)
+        # No minimum widths below the panels' own: a narrower panel cut its fields and buttons.
+        self.historyPanel.setMinimumWidth(200)  # room for a thumbnail and some of its prompt
         self.splitter.setSizes([320, 680, 320])
         self.setCentralWidget(self.splitter)
 
@@ -135,6 +139,10 @@ class MainWindow(QMainWindow):
         self.mask_controller = MaskController(self)
         self.restorer = RestoreController(self)
         self.history_controller = HistoryController(self)
+        # Preferences that act while running, the background notification, the focus ring.
+        apply_preferences(self)
+        self.notifier = FinishNotifier(self, lambda: self.settings.notify_finished)
+        apply_focus_ring(self)
 
     def _connect(self) -> None:
         c, q = self.controls, self.queue
@@ -176,13 +184,14 @@ class MainWindow(QMainWindow):
             if is_local(source) and not Path(source).expanduser().exists():
                 continue  # a folder that was moved or deleted since
             c.add_model(source)
-        c.set_quantize(s.quantize)
+        c.set_quantize(s.startup_quantize())
         c.set_size(*s.size)
         c.countSpin.setValue(s.image_count)
         if (geometry := s.window_state("geometry")) is not None:
             self.restoreGeometry(geometry)
         if (splitter := s.window_state("splitter")) is not None:
             self.splitter.restoreState(splitter)
+        restore_panels(self)
 
         model = initial_model or s.model or c.current_model()
         c.select_model(model)
@@ -450,6 +459,14 @@ class MainWindow(QMainWindow):
             self.imagePanel.show_done(f"Done in {format_duration(result.finished_at - result.started_at)}")
         if entry is not None:
             self.refresh_history(select_id=entry.id if follow else None)
+        self._notify_finished(result)
+
+    def _notify_finished(self, result: JobResult) -> None:
+        """In the background: a badge per image, a notification when everything queued is done."""
+        done = self.queue.running is None and not self.queue.pending
+        prompt = " ".join(result.params.prompt.split())
+        self.notifier.image_finished("Image ready" if done else "Image finished",
+                                     f"{prompt[:80]} · seed {result.params.seed}", last=done)
 
     def _on_failed(self, job: Job, message: str) -> None:
         if not (self.messageBar.kind and message in self.messageBar.text()):  # a failed load said it already

@@ -165,6 +165,8 @@ class Worker(QObject):
         self._runs_waiting = 0  # runs the queue has sent that have not started: warm-up skips then
         # The LoRA set last applied to the pipeline; None: unknown (after a failed set_loras).
         self._applied: tuple[LoraChoice, ...] | None = ()
+        # Live previews (Preferences): off skips decoding them; the window shows the step counter.
+        self.previews = True
 
     # -- thread-safe, called from the GUI thread -------------------------------------------
     def cancel(self, job_id: int) -> None:
@@ -277,7 +279,8 @@ class Worker(QObject):
             if stop():
                 raise cancelled_error("Cancelled")
             try:
-                self.preview.emit(pil_to_qimage(event.preview()))
+                if self.previews:
+                    self.preview.emit(pil_to_qimage(event.preview()))
             except Exception:  # a preview is a nicety; never let it kill the run
                 log.debug("preview failed", exc_info=True)
             elapsed = float(event.elapsed) if started is None else time.time() - started
