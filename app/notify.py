@@ -23,8 +23,9 @@ def app_is_active(window: QWidget) -> bool:
 
 
 def set_badge(count: int) -> None:
-    if hasattr(QGuiApplication, "setBadgeNumber"):  # Qt >= 6.5
-        QGuiApplication.setBadgeNumber(count)
+    app = QGuiApplication.instance()
+    if app is not None and hasattr(app, "setBadgeNumber"):  # Qt >= 6.5
+        app.setBadgeNumber(count)
 
 
 def alert(window: QWidget) -> None:

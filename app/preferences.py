@@ -132,11 +132,10 @@ def apply_preferences(w: MainWindow) -> None:
 
 
 def show_preferences(w: MainWindow) -> PreferencesDialog:
-    """Open (or bring forward) the dialog; it does not block, like a Mac settings window."""
+    """Open (or bring forward) the one dialog; it does not block, like a Mac settings window."""
     dialog = w.findChild(PreferencesDialog, "preferencesDialog")
     if dialog is None:
         dialog = PreferencesDialog(w)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.show()
     dialog.raise_()
     dialog.activateWindow()
