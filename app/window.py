@@ -19,9 +19,9 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSp
 from app import APP_DISPLAY_NAME
 from app.controls import ControlsPanel
 from app.errors import describe_error
-from app.focusring import apply_focus_ring
 from app.export import (default_folder, default_name, dialog_filters, export_image, format_for,
                         reveal_in_file_manager, with_extension)
+from app.focusring import apply_focus_ring
 from app.history import HistoryError, HistoryStore
 from app.historycontroller import HistoryController
 from app.historyview import HistoryPanel

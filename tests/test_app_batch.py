@@ -408,6 +408,9 @@ def test_esc_still_cancels_while_a_picked_image_is_in_view(qtbot, window, chunks
 
 
 def test_the_progress_bar_keeps_its_width_while_a_batch_counts(qtbot, window):
+    # A window of ordinary width: at its minimum width the text wraps instead (test_app_layout.py).
+    window.resize(1200, window.height())
+    qtbot.waitUntil(lambda: window.width() == 1200)
     panel = window.imagePanel
     texts = [
         "Ready",

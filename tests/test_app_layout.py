@@ -91,6 +91,11 @@ def test_the_minimum_window_fits_half_a_small_laptop_screen_with_nothing_cut(qtb
                window.generateButton, window.cancelButton)
     for button in buttons:
         assert button.width() >= button.minimumSizeHint().width(), f"{button.text()} is cut"
+    # The longest progress text wraps rather than running out of the panel.
+    label = window.progressLabel
+    label.setText("Images 10–12 of 12 · step 27/28 · 11 min 59 s · about 12 min 00 s left")
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()))
+    assert visible_rect(window.imagePanel, window).contains(visible_rect(label, window))
     for widget in controls_of(window):
         panel = next(p for p in (window.controls, window.imagePanel, window.historyPanel) if p.isAncestorOf(widget))
         assert visible_rect(panel, window).contains(visible_rect(widget, window)), \
