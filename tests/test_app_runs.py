@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
 
 import app.worker as worker_module
 from test_app_support import (
@@ -185,3 +186,176 @@ def test_a_finished_run_remembers_its_decode_time(qtbot, window, fake):
     start(qtbot, window, "measured")
     wait_ready(qtbot, window)
     assert window.imagePanel.decode_times.per_image(64, 64) is not None
+
+
+# -- 4. and 5. quitting during a run; what the next launch finds ----------------------------------
+def queue_two_behind(qtbot, window, steps=None) -> None:
+    """A running "first" (held at step 1 when `steps` holds them) and two queued prompts."""
+    start(qtbot, window, "first")
+    for prompt in ("second", "third"):
+        type_prompt(qtbot, window, prompt)
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    assert len(window.queue.pending) == 2
+
+
+def saved_jobs(data_dir: Path) -> list[str]:
+    from app import savedqueue
+
+    return [p.prompt for p in savedqueue.load(data_dir)]
+
+
+def history_prompts(data_dir: Path) -> list[str]:
+    from app.history import HistoryStore
+
+    store = HistoryStore(data_dir / "history.sqlite3", data_dir)
+    try:
+        return sorted(e.prompt for e in store.search())
+    finally:
+        store.close()
+
+
+def test_quit_during_a_run_asks_then_stops_and_the_queue_waits_for_the_next_launch(
+        qtbot, data_dir, model, fake):
+    window = fake_window(qtbot, data_dir, model)
+    steps = hold_steps(window)
+    queue_two_behind(qtbot, window)
+    type_prompt(qtbot, window, "a prompt still being written")
+
+    window.quitAction.trigger()
+    answer_box(qtbot, window, "confirmQuitBox", "cancelQuitButton")
+    assert window.isVisible() and len(window.queue.pending) == 2 and window.queue.running is not None
+
+    window.quitAction.trigger()
+    answer_box(qtbot, window, "confirmQuitBox", "stopAndQuitButton")
+    assert window.isVisible() and window.progressLabel.text().startswith("Stopping…")  # not frozen: says so
+    assert not window.queue.pending
+    steps.release(1)  # the step under way ends, the run stops there, then the window closes
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=TIMEOUT)
+    assert not window.queue._thread.isRunning()
+    assert pngs(data_dir) == [] and history_prompts(data_dir) == []
+    assert saved_jobs(data_dir) == ["first", "second", "third"]
+
+    again = fake_window(qtbot, data_dir, model)
+    assert again.promptEdit.toPlainText() == "a prompt still being written"
+    assert again.messageBar.isVisible()
+    assert again.messageBar.text() == "3 images were still queued when the app quit."
+    assert not again.queue.is_busy()  # paused: nothing starts on its own
+    with qtbot.waitSignals([again.queue.finished] * 3, timeout=TIMEOUT):
+        qtbot.mouseClick(again.messageBar.findChild(QPushButton, "generateSavedButton"), Qt.MouseButton.LeftButton)
+    wait_ready(qtbot, again)
+    assert sorted(e.prompt for e in again.historyModel.entries()) == ["first", "second", "third"]
+    assert not again.messageBar.isVisible()
+    again.close()
+    assert saved_jobs(data_dir) == []
+
+
+def test_finish_then_quit_saves_the_image_in_the_history_and_keeps_the_queue(qtbot, data_dir, model, fake):
+    fake.decode_gate = threading.Event()
+    window = fake_window(qtbot, data_dir, model)
+    queue_two_behind(qtbot, window)
+    qtbot.waitUntil(lambda: window.progressLabel.text().startswith("Decoding…"), timeout=TIMEOUT)
+    window.quitAction.trigger()
+    answer_box(qtbot, window, "confirmQuitBox", "finishThenQuitButton")
+    assert window.isVisible() and not window.queue.pending  # the queued ones wait for next time
+    fake.decode_gate.set()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=TIMEOUT)
+    assert len(pngs(data_dir)) == 1 and history_prompts(data_dir) == ["first"]
+    assert saved_jobs(data_dir) == ["second", "third"]
+
+    again = fake_window(qtbot, data_dir, model)
+    assert again.promptEdit.toPlainText() == "third"
+    assert again.messageBar.text() == "2 images were still queued when the app quit."
+    qtbot.mouseClick(again.messageBar.findChild(QPushButton, "discardSavedButton"), Qt.MouseButton.LeftButton)
+    assert saved_jobs(data_dir) == [] and not again.queue.is_busy() and not again.messageBar.isVisible()
+    again.close()
+    third = fake_window(qtbot, data_dir, model)
+    assert not third.messageBar.isVisible()  # discarded for good
+    third.close()
+
+
+def test_an_image_missing_from_the_history_is_listed_at_the_next_start(qtbot, data_dir, model, fake):
+    from app.history import HistoryStore
+
+    window = fake_window(qtbot, data_dir, model)
+    start(qtbot, window, "written but never listed")
+    wait_ready(qtbot, window)
+    window.close()
+    (image,) = pngs(data_dir)
+    store = HistoryStore(data_dir / "history.sqlite3", data_dir)  # as if the app died before the row
+    for entry in store.search():
+        store.delete(entry.id)
+    store.close()
+    (image.parent / "120000-5.png").write_bytes(image.read_bytes()[:8])  # not a readable PNG of ours
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image.parent / "120001-6.png")  # no settings in it
+    Image.new("RGB", (8, 8)).save(data_dir / "images" / "holiday.png")  # not ours
+
+    again = fake_window(qtbot, data_dir, model)
+    (entry,) = again.historyModel.entries()
+    assert entry.prompt == "written but never listed" and entry.image_path == image
+    assert again.history.thumbnail(entry.id)
+    again.close()
+
+
+QUIT_WHILE_DECODING = r"""
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QMessageBox, QPushButton
+import app.worker as worker_module
+from test_app_support import FakePipeline, fake_loader
+
+data, model, answer = sys.argv[2], sys.argv[3], sys.argv[4]
+pipe = FakePipeline(decode_gate=threading.Event())
+worker_module.load_pipeline = fake_loader(pipe)
+from app.main import create_app
+
+app, window = create_app(["mlx-flux-app", "--data-dir", data, "--model", model])
+window.show()
+window.widthSpin.setValue(512)
+window.heightSpin.setValue(512)
+window.stepsSlider.setValue(2)
+window.promptEdit.setPlainText("quit while decoding")
+quit_sent = []
+
+def poll():
+    box = next((b for b in window.findChildren(QMessageBox, "confirmQuitBox") if b.isVisible()), None)
+    if box is not None:
+        box.findChild(QPushButton, answer).click()
+    elif pipe.decoding.is_set() and not quit_sent:
+        quit_sent.append(True)
+        threading.Timer(0.5, pipe.decode_gate.set).start()  # the decode ends a moment later
+        window.quitAction.trigger()  # File > Quit
+    QTimer.singleShot(20, poll)
+
+def go():
+    if window.queue.loading is not None:
+        QTimer.singleShot(20, go)
+        return
+    window.generate()
+    poll()
+
+QTimer.singleShot(0, go)
+sys.exit(app.exec())
+"""
+
+
+@pytest.mark.parametrize("answer, kept", [("finishThenQuitButton", ["quit while decoding"]),
+                                          ("stopAndQuitButton", [])])
+def test_quit_while_the_last_step_decodes_exits_cleanly(tmp_path, model, answer, kept):
+    """File > Quit during the decode: exit status 0, and every image on disk in the history."""
+    import os
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", QUIT_WHILE_DECODING, str(Path(__file__).parent), str(data_dir),
+                           str(model), answer], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    assert "Destroyed while thread" not in proc.stderr
+    assert history_prompts(data_dir) == kept
+    assert len(pngs(data_dir)) == len(kept)
+    assert saved_jobs(data_dir) == ([] if kept else ["quit while decoding"])
