@@ -178,6 +178,14 @@ class ImagePanel(QWidget):
         """The steps are done and the VAE decodes (no steps to count): busy bar, ticking clock."""
         self._begin_phase("decoding")
 
+    def show_cancelling(self) -> None:
+        """Cancel pressed: the run stops at its next step, or (decoding) its image is discarded."""
+        if self.is_decoding():
+            self.show_finishing()
+        else:
+            self._end_phase()
+            self.progressLabel.setText("Cancelling…")
+
     def show_finishing(self) -> None:
         """Cancelled while decoding: the decode cannot stop, and what it makes is thrown away."""
         self._begin_phase("finishing", keep_clock=True)

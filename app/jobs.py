@@ -81,9 +81,10 @@ class JobQueue(QObject):
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
-        key = id(self._thread)
-        _LIVE[key] = (self._thread, self.worker)
-        self._thread.finished.connect(lambda: _LIVE.pop(key, None))
+        for key, (thread, _) in list(_LIVE.items()):  # let go here, never from the thread itself
+            if thread.isFinished():
+                del _LIVE[key]
+        _LIVE[id(self._thread)] = (self._thread, self.worker)
         self.destroyed.connect(self._thread.quit)
         self._thread.start()
 

@@ -96,14 +96,10 @@ class RunControl(QObject):
             self._cancel_now()
 
     def _cancel_now(self) -> None:
-        q, panel = self.window.queue, self.window.imagePanel
-        if not q.is_busy():
-            return
-        if panel.is_decoding():
-            panel.show_finishing()
-        else:
-            self.window.progressLabel.setText("Cancelling…")
-        q.cancel_all()
+        q = self.window.queue
+        if q.is_busy():
+            self.window.imagePanel.show_cancelling()
+            q.cancel_all()
 
     def _on_phase(self, phase: str) -> None:
         if phase != DECODE:

@@ -359,3 +359,17 @@ def test_quit_while_the_last_step_decodes_exits_cleanly(tmp_path, model, answer,
     assert history_prompts(data_dir) == kept
     assert len(pngs(data_dir)) == len(kept)
     assert saved_jobs(data_dir) == ([] if kept else ["quit while decoding"])
+
+
+def test_cancel_while_starting_says_cancelling(qtbot, window, data_dir):
+    begin = threading.Event()
+    window.queue.worker.jobStarted.connect(lambda *a: begin.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    type_prompt(qtbot, window, "never started")
+    with qtbot.waitSignal(window.queue.jobStarted, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.cancelButton, Qt.MouseButton.LeftButton)
+    window.imagePanel._ticker.timeout.emit()  # a tick of the clock must not bring "Starting…" back
+    assert window.progressLabel.text() == "Cancelling…"
+    with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):
+        begin.set()
+    assert window.progressLabel.text() == "Cancelled" and pngs(data_dir) == []
