@@ -41,6 +41,16 @@ def own_images(images_dir: Path) -> list[Path]:
     return found
 
 
+def _source(name: str, sources: dict[str, str]) -> str:
+    """The loadable model behind a PNG's model name: as the history knows it, else a known hub
+    model of that name, else the name itself."""
+    from app.models import display_name, known_models
+
+    if name in sources:
+        return sources[name]
+    return next((m for m in known_models() if display_name(m) == display_name(name)), name)
+
+
 def reindex(history: HistoryStore, images_dir: Path) -> int:
     """Add an entry for each of the app's images that has none; returns how many were added."""
     from PIL import Image
@@ -52,12 +62,13 @@ def reindex(history: HistoryStore, images_dir: Path) -> int:
         return 0
     try:
         known = history.image_paths()
+        images = [path for path in own_images(images_dir) if path.resolve() not in known]
+        # The model an entry loads: the PNG names it (display name); the history knows the source.
+        sources = {} if not images else {e.model_name: e.choice.source for e in reversed(history.search())}
     except HistoryError:
         return 0
     added = 0
-    for path in own_images(images_dir):
-        if path.resolve() in known:
-            continue
+    for path in images:
         try:
             request = read_request(path)
             if request is None:
@@ -65,7 +76,7 @@ def reindex(history: HistoryStore, images_dir: Path) -> int:
             with Image.open(path) as image:
                 thumbnail = thumbnail_png(image.convert("RGB"))
             created = path.stat().st_mtime
-            choice = ModelChoice(request.model or "", request.quantize)
+            choice = ModelChoice(_source(request.model or "", sources), request.quantize)
             history.add(GenerationParams(choice, request), path, created_at=created, thumbnail=thumbnail)
             added += 1
         except (OSError, ValueError, HistoryError):

@@ -277,14 +277,15 @@ def test_an_image_missing_from_the_history_is_listed_at_the_next_start(qtbot, da
     from app.history import HistoryStore
 
     window = fake_window(qtbot, data_dir, model)
-    start(qtbot, window, "written but never listed")
-    wait_ready(qtbot, window)
+    for prompt in ("listed", "written but never listed"):
+        start(qtbot, window, prompt)
+        wait_ready(qtbot, window)
     window.close()
-    (image,) = pngs(data_dir)
     store = HistoryStore(data_dir / "history.sqlite3", data_dir)  # as if the app died before the row
-    for entry in store.search():
-        store.delete(entry.id)
+    (lost,) = [entry for entry in store.search() if entry.prompt != "listed"]
+    store.delete(lost.id)
     store.close()
+    image = lost.image_path
     (image.parent / "120000-5.png").write_bytes(image.read_bytes()[:8])  # not a readable PNG of ours
     from PIL import Image
 
@@ -292,8 +293,10 @@ def test_an_image_missing_from_the_history_is_listed_at_the_next_start(qtbot, da
     Image.new("RGB", (8, 8)).save(data_dir / "images" / "holiday.png")  # not ours
 
     again = fake_window(qtbot, data_dir, model)
-    (entry,) = again.historyModel.entries()
+    assert [e.prompt for e in again.historyModel.entries()] == ["written but never listed", "listed"]
+    entry = again.historyModel.entries()[0]
     assert entry.prompt == "written but never listed" and entry.image_path == image
+    assert entry.choice.source == str(model)  # the model it loads: the PNG names fake-schnell only
     assert again.history.thumbnail(entry.id)
     again.close()
 
@@ -323,9 +326,10 @@ def poll():
     box = next((b for b in window.findChildren(QMessageBox, "confirmQuitBox") if b.isVisible()), None)
     if box is not None:
         box.findChild(QPushButton, answer).click()
+        pipe.decode_gate.set()  # the decode ends once the question is answered
     elif pipe.decoding.is_set() and not quit_sent:
         quit_sent.append(True)
-        threading.Timer(0.5, pipe.decode_gate.set).start()  # the decode ends a moment later
+        threading.Timer(5.0, pipe.decode_gate.set).start()  # an app that asks nothing: it ends anyway
         window.quitAction.trigger()  # File > Quit
     QTimer.singleShot(20, poll)
 
