@@ -71,10 +71,10 @@ def ask_cancel(parent: QWidget, running: int, queued: int, on_answer: Callable[[
 def ask_quit(parent: QWidget, running: int, queued: int, on_answer: Callable[[str], None]) -> QMessageBox:
     made = "An image is" if running == 1 else f"{running} images are"
     text = f"{made} being made." if running else "Images are queued."
-    kept = f" The {_images(queued)} queued are kept for next time." if queued else ""
+    kept = f" (the {_images(queued)} queued wait for next time)" if queued else ""
     return ask(parent, "confirmQuitBox", f"{text} Quit anyway?",
-               "Stop and Quit stops at the next step (the unfinished images are kept in the queue for "
-               f"next time); Finish, then Quit saves what is being made first.{kept}",
+               f"Finish, then Quit: the images being made are saved first{kept}.\n"
+               "Stop and Quit: stops at the next step; what is unfinished waits in the queue for next time.",
                [("Finish, then Quit", "finishThenQuitButton", Role.AcceptRole,
                  "Quit once the images being made are saved"),
                 ("Stop and Quit", "stopAndQuitButton", Role.DestructiveRole,

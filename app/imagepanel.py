@@ -26,6 +26,7 @@ FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File
 PROGRESS_SAMPLES = (
     "Step 28/28 · 12 min 00 s · about 12 min 00 s left",
     "Images 10–12 of 12 · step 28/28 · 12 min 00 s · about 12 min 00 s left",
+    "Images 10–12 of 12 · decoding… · 12 min 00 s · about 12 min 00 s left",
 )
 PLACEHOLDER = ("Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings;"
                "\ndrop any image on the input well to start from it.")
