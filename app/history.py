@@ -231,6 +231,18 @@ class HistoryStore:
         except sqlite3.Error as exc:
             raise HistoryError(f"Could not read the history: {exc}") from exc
 
+    def image_paths(self) -> set[Path]:
+        """Every entry's image file, resolved (to tell which images on disk have no entry)."""
+        try:
+            rows = self._db.execute("SELECT image_path FROM entries").fetchall()
+        except sqlite3.Error as exc:
+            raise HistoryError(f"Could not read the history: {exc}") from exc
+        paths = set()
+        for (stored,) in rows:
+            path = Path(stored)
+            paths.add((path if path.is_absolute() else self.data_dir / path).resolve())
+        return paths
+
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from app.controls import name_widget
 from app.flowlayout import FlowLayout
+from app.estimates import DecodeTimes
 from app.imageview import ImageView
 from app.maskpanel import MaskPanel
 from app.messagebar import MessageBar
@@ -25,6 +27,7 @@ FILE_MANAGER = {"darwin": "Finder", "win32": "Explorer"}.get(sys.platform, "File
 PROGRESS_SAMPLES = (
     "Step 28/28 · 12 min 00 s · about 12 min 00 s left",
     "Images 10–12 of 12 · step 28/28 · 12 min 00 s · about 12 min 00 s left",
+    "Images 10–12 of 12 · decoding… · 12 min 00 s · about 12 min 00 s left",
 )
 PLACEHOLDER = ("Type a prompt and press Generate.\n\nDrop an image made with mlx-flux here to reuse its settings;"
                "\ndrop any image on the input well to start from it.")
@@ -78,6 +81,17 @@ class ImagePanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._batch: tuple[int, int, int, int, int] | None = None  # see show_batch_step
+        # A phase without steps ("starting", "decoding", "finishing", "stopping"): the bar is
+        # busy and the label's elapsed time ticks from `_phase_clock` on, added to `_elapsed`.
+        self._phase: str | None = None
+        self._phase_clock = 0.0
+        self._elapsed = 0.0  # the run's elapsed seconds at its last step
+        self._step = (0, 0)  # the last step / total shown
+        self._size = (0, 0)  # the run's image size (decode times are per size)
+        self.decode_times = DecodeTimes()
+        self._ticker = QTimer(self)
+        self._ticker.setInterval(1000)
+        self._ticker.timeout.connect(self._show_phase)
         self.messageBar = MessageBar()
         self.previewView = name_widget(ImageView(), "previewView", "The generated image")
         self.previewView.set_placeholder(PLACEHOLDER)
@@ -167,13 +181,90 @@ class ImagePanel(QWidget):
     # -- progress ---------------------------------------------------------------------------
     def reset_progress(self, text: str) -> None:
         self._batch = None
+        self._end_phase()
         self.progressBar.setRange(0, 1)
         self.progressBar.setValue(0)
         self.progressLabel.setText(text)
 
-    def start_run(self, steps: int) -> None:
+    def start_run(self, steps: int, width: int = 0, height: int = 0) -> None:
+        """A run begins: "Starting…" (encoding the prompt; at a new size, compiling) with a busy
+        bar and a ticking clock until its first step."""
         self.reset_progress("Starting…")
-        self.progressBar.setRange(0, max(1, steps))
+        self._size, self._elapsed, self._step = (width, height), 0.0, (0, max(1, steps))
+        self._begin_phase("starting")
+
+    def show_decoding(self) -> None:
+        """The steps are done and the VAE decodes (no steps to count): busy bar, ticking clock."""
+        self._begin_phase("decoding")
+
+    def show_cancelling(self) -> None:
+        """Cancel pressed: the run stops at its next step, or (decoding) its image is discarded."""
+        if self.is_decoding():
+            self.show_finishing()
+        else:
+            self._end_phase()
+            self.progressLabel.setText("Cancelling…")
+
+    def show_finishing(self) -> None:
+        """Cancelled while decoding: the decode cannot stop, and what it makes is thrown away."""
+        self._begin_phase("finishing", keep_clock=True)
+
+    def show_stopping(self) -> None:
+        """Quitting: the run stops at its next step (a decode under way finishes first)."""
+        self._begin_phase("stopping", keep_clock=True)
+
+    def is_decoding(self) -> bool:
+        return self._phase == "decoding"
+
+    def note_decode(self, width: int, height: int, seconds: float | None) -> None:
+        """A finished image's decode time, for the estimates of later runs at that size."""
+        self.decode_times.note(width, height, seconds)
+
+    def _begin_phase(self, phase: str, keep_clock: bool = False) -> None:
+        if not (keep_clock and self._phase is not None):
+            self._phase_clock = time.monotonic()
+        self._phase = phase
+        self.progressBar.setRange(0, 0)  # Qt's busy indicator
+        self._ticker.start()
+        self._show_phase()
+
+    def _end_phase(self) -> None:
+        self._phase = None
+        self._ticker.stop()
+
+    def _images_left(self) -> tuple[int, int]:
+        """Images of the run not decoded yet (counting the chunk under way), and the chunk size."""
+        if self._batch is None:
+            return 1, 1
+        first, last, count, _, _ = self._batch
+        return count - first + 1, last - first + 1
+
+    def _show_phase(self) -> None:
+        if self._phase is None:
+            return
+        in_phase = time.monotonic() - self._phase_clock
+        elapsed = format_duration(self._elapsed + in_phase)
+        if self._phase == "starting":
+            self.progressLabel.setText(f"Starting… · {elapsed}")
+        elif self._phase == "finishing":
+            self.progressLabel.setText(f"Finishing… the image will be discarded · {elapsed}")
+        elif self._phase == "stopping":
+            self.progressLabel.setText(f"Stopping… · {elapsed}")
+        else:
+            step, total = self._step
+            pace = self._elapsed / step if step else 0.0
+            images, chunk = self._images_left()
+            # This chunk's decode, then whatever later chunks still need (steps and decodes).
+            left = (pace * (total - step) + self.decode_times.left(*self._size, images, chunk, pace)
+                    - in_phase)
+            text = f"Decoding… · {elapsed}"
+            if self._batch is not None:
+                first, last, count, _, _ = self._batch
+                what = f"Image {first}" if first == last else f"Images {first}–{last}"
+                text = f"{what} of {count} · decoding… · {elapsed}"
+            if left >= 0.5:  # an estimate already passed is not shown
+                text += f" · about {format_duration(left)} left"
+            self.progressLabel.setText(text)
 
     def show_batch_step(self, first: int, last: int, count: int, step: int, steps: int) -> None:
         """Which images of a batch the next show_step is about (they are made together)."""
@@ -181,7 +272,10 @@ class ImagePanel(QWidget):
 
     def show_step(self, step: int, total: int, elapsed: float) -> None:
         """Step n/N (in a batch: which images, and their chunk's step) with elapsed time and a
-        remaining-time estimate from the pace so far; bar and times cover the whole run."""
+        remaining-time estimate from the pace so far and the decodes to come; bar and times
+        cover the whole run."""
+        self._end_phase()
+        self._elapsed, self._step = elapsed, (step, total)
         self.progressBar.setRange(0, max(1, total))
         self.progressBar.setValue(step)
         if self._batch is None:
@@ -190,12 +284,16 @@ class ImagePanel(QWidget):
             first, last, count, chunk_step, chunk_steps = self._batch
             images = f"Image {first}" if first == last else f"Images {first}–{last}"
             text = f"{images} of {count} · step {chunk_step}/{chunk_steps} · {format_duration(elapsed)}"
-        if 0 < step < total:
-            text += f" · about {format_duration(elapsed / step * (total - step))} left"
+        if step > 0:
+            pace = elapsed / step
+            images, chunk = self._images_left()
+            left = pace * (total - step) + self.decode_times.left(*self._size, images, chunk, pace)
+            text += f" · about {format_duration(left)} left"
         self.progressLabel.setText(text)
 
     def show_loading(self, message: str, fraction: float) -> str:
         """Model load/download progress; fraction < 0 means the engine cannot say how far."""
+        self._end_phase()
         if fraction < 0:
             self.progressBar.setRange(0, 0)  # Qt's busy indicator
         else:
@@ -206,5 +304,7 @@ class ImagePanel(QWidget):
         return text
 
     def show_done(self, text: str) -> None:
+        self._end_phase()
+        self.progressBar.setRange(0, max(1, self.progressBar.maximum()))
         self.progressBar.setValue(self.progressBar.maximum())
         self.progressLabel.setText(text)

@@ -22,6 +22,11 @@ from app.worker import Job, JobResult, LoadRequest, ModelChoice, ModelInfo, Run,
 
 MAX_RUN = 16  # jobs handed to the worker at once (it splits them into chunks that fit memory)
 
+# Every worker thread with its worker, held until the thread has finished: Qt aborts the process
+# when a running QThread is destroyed, which a queue deleted mid-run (its window torn down
+# without a close) would otherwise do. Such a thread is told to quit and ends after its run.
+_LIVE: dict[int, tuple[QThread, Worker]] = {}
+
 
 def batch_key(params: GenerationParams) -> GenerationParams:
     """Jobs with equal keys differ only in seed and can be generated as one batch (same model,
@@ -39,6 +44,7 @@ class JobQueue(QObject):
     progress = Signal(int, int, float)  # step, total, elapsed seconds
     batchProgress = Signal(int, int, int, int, int)  # first, last image of the chunk, count, step, steps
     preview = Signal(QImage)
+    phase = Signal(str)  # forwarded: "decode" once the steps of a run (a batch: of a chunk) are done
     finished = Signal(object)  # JobResult
     failed = Signal(object, str)  # Job, message
     cancelled = Signal(object)  # Job
@@ -66,7 +72,7 @@ class JobQueue(QObject):
         self._loadRequested.connect(self.worker.load)
         # The worker's step events pass straight through (re-emitted on this, the GUI, thread);
         # the others first update the queue.
-        for name in ("loadProgress", "batchProgress", "progress", "preview"):
+        for name in ("loadProgress", "batchProgress", "progress", "preview", "phase"):
             getattr(self.worker, name).connect(getattr(self, name))
         self.worker.modelReady.connect(self._on_model_ready)
         self.worker.modelFailed.connect(self._on_model_failed)
@@ -75,6 +81,11 @@ class JobQueue(QObject):
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
+        for key, (thread, _) in list(_LIVE.items()):  # let go here, never from the thread itself
+            if thread.isFinished():
+                del _LIVE[key]
+        _LIVE[id(self._thread)] = (self._thread, self.worker)
+        self.destroyed.connect(self._thread.quit)
         self._thread.start()
 
     # -- state ------------------------------------------------------------------------------
@@ -158,6 +169,14 @@ class JobQueue(QObject):
             self.worker.cancel(job.id)
         self.changed.emit()
         self._emit_idle_if_done()
+
+    def take_pending(self) -> list[Job]:
+        """Take every pending job out of the queue (to keep them for later): not cancelled, gone."""
+        taken = list(self._pending)
+        self._pending.clear()
+        self.changed.emit()
+        self._emit_idle_if_done()
+        return taken
 
     def shutdown(self, timeout_ms: int = 60_000) -> None:
         """Stop everything and the thread; returns once the worker has let go of the model."""

@@ -14,6 +14,7 @@ from app import APP_DISPLAY_NAME, APP_NAME
 from app.history import HistoryError, HistoryStore
 from app.launchconfig import chosen_data_dir
 from app.paths import DataDir, default_data_dir
+from app.reindex import reindex
 from app.settings import Settings
 from app.window import MainWindow, find_icon
 
@@ -84,6 +85,7 @@ def create_app(argv: list[str] | None = None) -> tuple[QApplication, MainWindow]
         _log_to(data_dir)
         try:
             history = HistoryStore(data_dir.database, data_dir.root)
+            reindex(history, data_dir.images)  # images a quit or crash left out of the history
         except HistoryError as exc:
             # Keep the file untouched for the person (or a newer app) to deal with; run without it.
             problems.append(f"{exc}. This session's images are saved, but not kept in the history.")

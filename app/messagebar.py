@@ -7,7 +7,9 @@ next one and a test (or a person) can read what happened.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QWidget
+from typing import Callable
+
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QStyle, QToolButton, QWidget
 
 INFO_TIMEOUT_MS = 8000
 
@@ -22,6 +24,7 @@ class MessageBar(QFrame):
         self.setBackgroundRole(self.palette().ColorRole.AlternateBase)
         self.setAutoFillBackground(True)
         self.kind = ""
+        self._buttons: list[QPushButton] = []  # an offer's actions (see show_offer)
 
         self.icon = QLabel()
         self.label = QLabel()
@@ -62,13 +65,36 @@ class MessageBar(QFrame):
         self.label.setText(text)
         self.kind = kind
         self.setAccessibleDescription(text)
+        self._clear_buttons()
         self.show()
         if kind == "info":
             self._timer.start(INFO_TIMEOUT_MS)
         else:
             self._timer.stop()
 
+    def show_offer(self, text: str, actions: list[tuple[str, str, str, Callable[[], None]]]) -> None:
+        """A message with buttons (label, objectName, tooltip, what it does); it stays until one
+        is clicked (which dismisses it) or another message replaces it."""
+        self.show_message(text, "warning")
+        layout = self.layout()
+        for label, name, tip, callback in actions:
+            button = QPushButton(label)
+            button.setObjectName(name)
+            button.setAccessibleName(name)
+            button.setToolTip(tip)
+            button.setAutoDefault(False)
+            button.clicked.connect(lambda checked=False, do=callback: (self.dismiss(), do()))
+            layout.insertWidget(layout.indexOf(self.closeButton), button, 0, Qt.AlignmentFlag.AlignTop)
+            self._buttons.append(button)
+
+    def _clear_buttons(self) -> None:
+        for button in self._buttons:
+            button.hide()
+            button.deleteLater()
+        self._buttons.clear()
+
     def dismiss(self) -> None:
+        self._clear_buttons()
         self._timer.stop()
         self.kind = ""
         self.hide()

@@ -89,6 +89,15 @@ class Settings:
         self._set("generate/height", int(value[1]))
 
     @property
+    def prompt(self) -> str:
+        """The prompt as it was typed when the app last closed."""
+        return self._get("generate/prompt", "", str)
+
+    @prompt.setter
+    def prompt(self, value: str) -> None:
+        self._set("generate/prompt", value)
+
+    @property
     def image_count(self) -> int:
         return self._get("generate/count", 1, int)
 

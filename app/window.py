@@ -42,6 +42,7 @@ from app.models import display_name, guess_variant, is_local, known_models
 from app.params import GenerationParams, ModelChoice
 from app.paths import DataDir
 from app.restore import RestoreController
+from app.runcontrol import RunControl
 from app.settings import Settings
 from app.viewstate import ViewState
 from app.worker import Job, JobResult, ModelInfo
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
             self._update_image_actions()
             self._restore_settings(initial_model)
             self.refresh_history()
+            self.run_control = RunControl(self)  # cancelling, quitting, and what outlives the app
         except BaseException:
             self.queue.shutdown()  # a running QThread must not outlive a half-built window
             raise
@@ -92,6 +94,7 @@ class MainWindow(QMainWindow):
             app.aboutToQuit.connect(self.queue.shutdown)
         if startup_problems:
             self.show_message("\n".join(startup_problems), "warning")
+        self.run_control.restore_unfinished()  # the last session's prompt, and its queue offered
         self.promptEdit.setFocus()  # ready to type as soon as the window opens
 
     # ======================================================================================
@@ -306,9 +309,7 @@ class MainWindow(QMainWindow):
             self.restore_from_file(path)
 
     def cancel_all(self) -> None:
-        if self.queue.is_busy():
-            self.progressLabel.setText("Cancelling…")
-            self.queue.cancel_all()
+        self.run_control.cancel_all()
 
     def choose_model(self, source: str, keep_values: bool = False, load: bool = True) -> None:
         """Make `source` the current model and load it (with progress) on the worker.
@@ -407,7 +408,7 @@ class MainWindow(QMainWindow):
 
     def _on_job_started(self, job: Job) -> None:
         self.view.latest_preview = self.view.latest_finished = None  # a new run: nothing to go back to yet
-        self.imagePanel.start_run(job.params.steps or 1)
+        self.imagePanel.start_run(job.params.steps or 1, job.params.width or 0, job.params.height or 0)
         if not self.view.pinned:
             self.imagePanel.show_result()  # from the mask editor to the image being made
             self._show_generating(job)
@@ -481,7 +482,8 @@ class MainWindow(QMainWindow):
 
     def _on_idle(self) -> None:
         self.controls.set_busy(False)
-        if self.progressLabel.text().startswith(("Step", "Image", "Starting", "Cancelling", "Loading", "Applying")):
+        if self.progressLabel.text().startswith(("Step", "Image", "Starting", "Cancelling", "Loading", "Applying",
+                                             "Decoding", "Finishing", "Stopping")):
             self.imagePanel.reset_progress("Ready")
 
     def _update_model_status(self) -> None:
@@ -626,12 +628,15 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self._closed:
+            if not self.run_control.may_close(event):
+                return  # asked, or stopping: it closes itself once the worker is idle
             self._closed = True
             try:
+                self.run_control.save_unfinished()
                 self.save_settings()
             except Exception:
                 log.exception("saving settings failed")
-            self.queue.shutdown()
+            self.run_control.shutdown()
             self.history.close()
         super().closeEvent(event)
 

@@ -84,6 +84,7 @@ class JobResult:
     save_error: str | None = None
     thumbnail: bytes = field(default=b"", repr=False)
     prompt_truncated: bool = False  # the text encoders cut the prompt short
+    decode_seconds: float | None = None  # the VAE decode's share of this image (None: not measured)
 
     @property
     def request(self) -> Any:
@@ -146,6 +147,7 @@ class Worker(QObject):
     # the run's count, and the step / steps of that chunk.
     batchProgress = Signal(int, int, int, int, int)  # first, last, count, step, steps
     preview = Signal(QImage)  # the predicted clean image at the latest step (a batch: its chunk's first)
+    phase = Signal(str)  # the engine's phase after the steps ("decode"; a batch: once per chunk)
     finished = Signal(object)  # JobResult, one per image, in seed order within a batch
     failed = Signal(int, str)  # job id, user-facing message; stands for every unfinished job of its run
     cancelled = Signal(int)  # job id
@@ -292,13 +294,28 @@ class Worker(QObject):
 
         return on_step
 
+    def _phase_reporter(self, stop: Callable[[], bool], clock: _DecodeClock) -> Callable[[str], None]:
+        """The engine's phase callback: the decode beginning. Cancelled before it, nothing is
+        decoded; cancelled during it (it cannot stop), the caller discards what it makes."""
+        cancelled_error = _cancelled_error()
+
+        def on_phase(phase: str) -> None:
+            if stop():
+                raise cancelled_error("Cancelled")
+            clock.start()
+            self.phase.emit(str(phase))
+
+        return on_phase
+
     def _run_single(self, run: Run, job: Job, info: ModelInfo) -> None:
         cancelled_error = _cancelled_error()
         started_at = time.time()
+        clock = _DecodeClock()
         try:
             result = self._pipe.generate(job.params.request, image=_input_path(job.params),
                                          mask=_mask_path(job.params),
-                                         callback=self._step_reporter(lambda: self._is_cancelled(job.id)))
+                                         callback=self._step_reporter(lambda: self._is_cancelled(job.id)),
+                                         on_phase=self._phase_reporter(lambda: self._is_cancelled(job.id), clock))
         except cancelled_error:
             _free_memory()
             self.cancelled.emit(job.id)
@@ -308,8 +325,11 @@ class Worker(QObject):
             _free_memory()
             self.failed.emit(job.id, describe_error(exc))
             return
-
-        self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at))
+        if self._is_cancelled(job.id):  # cancelled while it decoded: discarded, no file, no entry
+            _free_memory()
+            self.cancelled.emit(job.id)
+            return
+        self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at, clock.seconds(1)))
 
     def _run_batch(self, run: Run, jobs: list[Job], info: ModelInfo) -> None:
         """Several seeds of one request: the prompt encoded once, the transformer on a batch.
@@ -333,6 +353,7 @@ class Worker(QObject):
             if not chunk:
                 continue
             ids = [job.id for job in chunk]
+            clock = _DecodeClock()
             try:
                 results = self._pipe.generate_batch(
                     request, seeds=[job.params.seed for job in chunk],
@@ -340,6 +361,7 @@ class Worker(QObject):
                                                  offset=k * steps, total=total, started=started_at,
                                                  images=(number[ids[0]], number[ids[-1]], len(jobs))),
                     max_batch=len(chunk), image=_input_path(run.params), mask=_mask_path(run.params),
+                    on_phase=self._phase_reporter(lambda: all(self._is_cancelled(i) for i in ids), clock),
                 )
             except cancelled_error:
                 _free_memory()
@@ -352,10 +374,11 @@ class Worker(QObject):
                 self.failed.emit(chunk[0].id, describe_error(exc))
                 return
             for job, result in zip(chunk, results):
-                if self._is_cancelled(job.id):  # removed while its chunk ran: not kept
+                if self._is_cancelled(job.id):  # removed while its chunk ran (or decoded): not kept
                     self.cancelled.emit(job.id)
                 else:
-                    self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at))
+                    self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at,
+                                                    clock.seconds(len(chunk))))
 
     def _drop_cancelled(self, jobs: list[Job]) -> list[Job]:
         """`jobs` less the cancelled ones, each of which is reported cancelled."""
@@ -367,7 +390,8 @@ class Worker(QObject):
                 live.append(job)
         return live
 
-    def _finish(self, job: Job, path: Path, info: ModelInfo, result: Any, started_at: float) -> JobResult:
+    def _finish(self, job: Job, path: Path, info: ModelInfo, result: Any, started_at: float,
+                decode_seconds: float | None = None) -> JobResult:
         """Save the image with the engine's resolved request (what made it) and report it."""
         used = replace(job.params, request=result.request)
         finished_at = time.time()
@@ -382,7 +406,7 @@ class Worker(QObject):
             job=job, image=pil_to_qimage(result.image), params=used, model=info,
             started_at=started_at, finished_at=finished_at, saved_path=saved_path,
             save_error=save_error, thumbnail=thumbnail_png(result.image),
-            prompt_truncated=bool(result.prompt_truncated),
+            prompt_truncated=bool(result.prompt_truncated), decode_seconds=decode_seconds,
         )
 
     def _ensure_model(self, choice: ModelChoice, job_ids: list[int] | None,
@@ -448,6 +472,25 @@ class Worker(QObject):
             message = describe_error(exc)
         self.modelFailed.emit(choice.source, message)
         return message
+
+
+class _DecodeClock:
+    """When the engine said its decode began; read once the generation has returned."""
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+        self._ended: float | None = None
+
+    def start(self) -> None:
+        self._started, self._ended = time.monotonic(), None
+
+    def seconds(self, images: int) -> float | None:
+        """The decode's time per image (None: the engine never announced it)."""
+        if self._started is None:
+            return None
+        if self._ended is None:
+            self._ended = time.monotonic()
+        return (self._ended - self._started) / max(1, images)
 
 
 def _input_path(params: GenerationParams) -> str | None:

@@ -43,6 +43,12 @@ class StepEvent:
 
 StepCallback = Callable[[StepEvent], None]
 
+# Phases of a generation that step events do not show. "decode": the denoising is done and the
+# VAE turns the final latents into pixels (a batch: once per chunk); it reports no steps and
+# cannot stop midway. Raising from a phase callback cancels, as raising from a step callback does.
+DECODE = "decode"
+PhaseCallback = Callable[[str], None]
+
 
 @dataclass
 class GenerationResult:
@@ -81,8 +87,10 @@ class Engine(Protocol):
                  latents: Any = None, callback: StepCallback | None = None,
                  image: ImageInput | None = None, strength: float | None = None,
                  mask: ImageInput | None = None,
-                 expand: tuple[int, int, int, int] | None = None) -> GenerationResult:
-        """One image, from keyword options or from a request (and the input image and mask it names)."""
+                 expand: tuple[int, int, int, int] | None = None,
+                 on_phase: PhaseCallback | None = None) -> GenerationResult:
+        """One image, from keyword options or from a request (and the input image and mask it names);
+        `on_phase(DECODE)` is called when the decode begins."""
         ...
 
     def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
@@ -90,8 +98,10 @@ class Engine(Protocol):
                        callback: StepCallback | None = None, max_batch: int | None = None,
                        image: ImageInput | None = None, strength: float | None = None,
                        mask: ImageInput | None = None,
-                       expand: tuple[int, int, int, int] | None = None) -> list[GenerationResult]:
-        """One image per seed, the prompt encoded once; step events count over the whole batch."""
+                       expand: tuple[int, int, int, int] | None = None,
+                       on_phase: PhaseCallback | None = None) -> list[GenerationResult]:
+        """One image per seed, the prompt encoded once; step events count over the whole batch,
+        `on_phase(DECODE)` comes before each chunk's decode."""
         ...
 
     def set_loras(self, loras: Sequence[tuple[str | Path, float]]) -> None:

@@ -26,7 +26,7 @@ from PIL import Image
 from . import hub, image_modes, images, memory, quantized_io, sampler, variants
 from .autoencoder import load_autoencoder
 from .clip import load_clip
-from .engine import GenerationResult, ImageInput, StepCallback, StepEvent
+from .engine import DECODE, GenerationResult, ImageInput, PhaseCallback, StepCallback, StepEvent
 from .errors import FluxError, NonFiniteError
 from .images import InputImage, load_image
 from .loader import load_component
@@ -258,31 +258,36 @@ class FluxPipeline:
                  latents: np.ndarray | None = None, callback: StepCallback | None = None,
                  image: ImageInput | None = None, strength: float | None = None,
                  mask: ImageInput | None = None,
-                 expand: tuple[int, int, int, int] | None = None) -> GenerationResult:
+                 expand: tuple[int, int, int, int] | None = None,
+                 on_phase: PhaseCallback | None = None) -> GenerationResult:
         """One image, from keyword options or from a `GenerationRequest` (then give no options
         but the input `image` the request names).
 
         width/height None: 1024, or with an input image the size `resolve` explains. `image`
         (a PIL image or a file) is img2img's start with `strength`, or a Kontext model's image
-        to edit. See the README for the rest; raising from `callback` cancels.
+        to edit. See the README for the rest; raising from `callback` cancels. `on_phase(DECODE)`
+        says the steps are done and the (unstoppable) VAE decode begins; raising from it cancels too.
         """
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
                                             seed=seed, strength=strength, expand=expand)
         picture = load_image(image) if image is not None else None
         stencil = load_image(mask) if mask is not None else None
-        return self._generate(self.resolve(request, picture, stencil), None, latents, callback, picture, stencil)[0]
+        return self._generate(self.resolve(request, picture, stencil), None, latents, callback, picture, stencil,
+                              on_phase)[0]
 
     def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
                        height: int | None = None, steps: int | None = None, guidance: float | None = None,
                        callback: StepCallback | None = None, max_batch: int | None = None,
                        image: ImageInput | None = None, strength: float | None = None,
                        mask: ImageInput | None = None,
-                       expand: tuple[int, int, int, int] | None = None) -> list[GenerationResult]:
+                       expand: tuple[int, int, int, int] | None = None,
+                       on_phase: PhaseCallback | None = None) -> list[GenerationResult]:
         """One image per seed, the prompt (and an input image) encoded once and the transformer
         run on batches.
 
         Batches hold at most `max_batch` seeds (None: as many as fit in memory, see
-        `auto_max_batch`). Step events count over all batches (step 1..batches*steps).
+        `auto_max_batch`). Step events count over all batches (step 1..batches*steps);
+        `on_phase(DECODE)` comes before each batch's decode.
         """
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
                                             strength=strength, expand=expand)
@@ -303,7 +308,7 @@ class FluxPipeline:
         results: list[GenerationResult] = []
         for k, chunk in enumerate(chunks):
             report = _chunk_progress(callback, k, len(chunks), t0)
-            results += self._generate(request, [int(s) for s in chunk], None, report, picture, stencil)
+            results += self._generate(request, [int(s) for s in chunk], None, report, picture, stencil, on_phase)
         return results
 
     def image_bytes(self, width: int, height: int) -> int:
@@ -407,14 +412,15 @@ class FluxPipeline:
 
     def _generate(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
                   callback: StepCallback | None, image: InputImage | None = None,
-                  mask: InputImage | None = None) -> list[GenerationResult]:
+                  mask: InputImage | None = None, on_phase: PhaseCallback | None = None) -> list[GenerationResult]:
         """Images of a resolved `request`, one per seed (None: the request's own seed)."""
         with self._lock:
-            return self._generate_locked(request, seeds, latents, callback, image, mask)
+            return self._generate_locked(request, seeds, latents, callback, image, mask, on_phase)
 
     def _generate_locked(self, request: GenerationRequest, seeds: list[int] | None, latents: np.ndarray | None,
                          callback: StepCallback | None, image: InputImage | None,
-                         mask: InputImage | None = None) -> list[GenerationResult]:
+                         mask: InputImage | None = None,
+                         on_phase: PhaseCallback | None = None) -> list[GenerationResult]:
         seeds = [request.seed] if seeds is None else seeds
         memory.configure_cache(self.low_memory)  # per generation: the limit is the process's, not ours
         meter = memory.PeakMeter()
@@ -450,6 +456,8 @@ class FluxPipeline:
         t1 = time.perf_counter()
         final = self._denoise(request, emb, x, steps, callback, reference, fill)
         timings["denoise"] = time.perf_counter() - t1
+        if on_phase is not None:
+            on_phase(DECODE)  # may raise to cancel: nothing is decoded then
 
         # The steps' cached buffers have the transformer's sizes, not the decoder's: hand them back
         # before it allocates its own (the decode is a generation's peak; they would go at its end).

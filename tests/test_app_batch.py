@@ -13,7 +13,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 import app.worker as worker_module
-from test_app_support import TIMEOUT, caching_loader, open_window, ready_window, set_spin, small, type_prompt, wait_ready
+from test_app_support import (
+    TIMEOUT, answer_box, caching_loader, open_window, ready_window, set_spin, small, type_prompt, wait_ready,
+)
 from test_app_window import click_history_row
 
 DURATION = r"(\d+\.\d s|\d+ s|\d+ min \d\d s)"  # format_duration's three forms
@@ -132,6 +134,7 @@ def test_cancel_mid_batch_then_generate_again(qtbot, window, spy):
     assert window.cancelButton.isEnabled()
     with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):
         qtbot.mouseClick(window.cancelButton, Qt.MouseButton.LeftButton)
+        answer_box(qtbot, window, "confirmCancelBox", "cancelAllButton")  # three images: asked first
         gate.set()
     assert steps == [1]  # stopped right after the step it was in
     assert window.historyModel.rowCount() == 0
@@ -196,10 +199,9 @@ def test_progress_says_which_images_of_the_batch_are_being_made(qtbot, window, c
     expected = [f"Images 1–2 of 3 · step {s}/4" for s in range(1, 5)] + \
                [f"Image 3 of 3 · step {s}/4" for s in range(1, 5)]
     assert [" · ".join(text.split(" · ")[:2]) for text in seen] == expected
-    # Then the time so far and what is left of the whole batch (nothing left after its last step).
-    for what, text in zip(expected[:-1], seen[:-1]):
+    # Then the time so far and what is left of the whole batch (after its last step: the decode).
+    for what, text in zip(expected, seen):
         assert re.fullmatch(rf"{what} · {DURATION} · about {DURATION} left", text), text
-    assert re.fullmatch(rf"Image 3 of 3 · step 4/4 · {DURATION}", seen[-1]), seen[-1]
     assert window.progressLabel.text().startswith("Done in ")
 
     # One image keeps its wording.
@@ -210,8 +212,7 @@ def test_progress_says_which_images_of_the_batch_are_being_made(qtbot, window, c
     wait_ready(qtbot, window)
     assert len(seen) == 4
     for step, text in enumerate(seen, 1):
-        left = rf" · about {DURATION} left" if step < 4 else ""
-        assert re.fullmatch(rf"Step {step}/4 · {DURATION}{left}", text), text
+        assert re.fullmatch(rf"Step {step}/4 · {DURATION} · about {DURATION} left", text), text
 
 
 def test_an_image_picked_in_the_history_stays_in_view_while_the_batch_goes_on(qtbot, window, chunks_of,
@@ -402,6 +403,7 @@ def test_esc_still_cancels_while_a_picked_image_is_in_view(qtbot, window, chunks
     assert window.followLiveButton.isVisible()
     with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):
         qtbot.keyClick(window.historyList, Qt.Key.Key_Escape)
+        answer_box(qtbot, window, "confirmCancelBox", "cancelAllButton")  # two images: asked first
         steps.release(10)
     assert window.historyModel.rowCount() == 2 and window.progressLabel.text() == "Cancelled"
     assert not window.followLiveButton.isVisible()

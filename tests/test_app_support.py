@@ -3,6 +3,7 @@ cases the real tiny model cannot produce on demand, and a window fixture factory
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-from mlx_flux.engine import GenerationResult, ImageInput, StepCallback, StepEvent
+from mlx_flux.engine import DECODE, GenerationResult, ImageInput, PhaseCallback, StepCallback, StepEvent
 from mlx_flux.images import load_image, own_size
 from mlx_flux.request import GenerationRequest, ImageRef, InputError, LoraRef
 from mlx_flux.variants import VARIANTS
@@ -43,6 +44,10 @@ class FakePipeline:
     warmups: list[tuple[int, int]] = field(default_factory=list)
     loras: tuple[LoraRef, ...] = ()
     lora_calls: list[list[tuple[str, float]]] = field(default_factory=list)  # one per set_loras()
+    # The decode after the last step: `decoding` is set when one begins; with `decode_gate` the
+    # decode then waits for the test to set the gate (a cancel or a quit can land meanwhile).
+    decoding: threading.Event = field(default_factory=threading.Event)
+    decode_gate: threading.Event | None = None
 
     def set_loras(self, loras: Sequence[tuple[str | Path, float]]) -> None:
         """Records the set; a LoRA is named by its file and 'hashed' by its name (no file is read)."""
@@ -107,7 +112,8 @@ class FakePipeline:
                  latents: Any = None, callback: StepCallback | None = None,
                  image: ImageInput | None = None, strength: float | None = None,
                  mask: ImageInput | None = None,
-                 expand: tuple[int, int, int, int] | None = None) -> GenerationResult:
+                 expand: tuple[int, int, int, int] | None = None,
+                 on_phase: PhaseCallback | None = None) -> GenerationResult:
         request = self.resolve(GenerationRequest.of_call(prompt, width=width, height=height, steps=steps,
                                                          guidance=guidance, seed=seed, strength=strength,
                                                          expand=expand), image, mask)
@@ -117,6 +123,7 @@ class FakePipeline:
                                mode=request.mode, mask=None if mask is None else str(mask),
                                expand=request.expand, request=request))
         self._steps(request.steps, request.seed, callback)
+        self._decode(on_phase)
         return self._result(request)
 
     def generate_batch(self, prompt: str | GenerationRequest, seeds: Sequence[int], width: int | None = None,
@@ -124,7 +131,8 @@ class FakePipeline:
                        callback: StepCallback | None = None, max_batch: int | None = None,
                        image: ImageInput | None = None, strength: float | None = None,
                        mask: ImageInput | None = None,
-                       expand: tuple[int, int, int, int] | None = None) -> list[GenerationResult]:
+                       expand: tuple[int, int, int, int] | None = None,
+                       on_phase: PhaseCallback | None = None) -> list[GenerationResult]:
         """One pass for all seeds (the worker chunks by auto_max_batch and passes max_batch)."""
         seeds = list(seeds)
         request = GenerationRequest.of_call(prompt, width=width, height=height, steps=steps, guidance=guidance,
@@ -137,6 +145,7 @@ class FakePipeline:
                                      mask=None if mask is None else str(mask), expand=request.expand,
                                      request=request))
         self._steps(request.steps, seeds[0], callback)  # a batch previews its first image
+        self._decode(on_phase)
         return [self._result(request.with_(seed=seed)) for seed in seeds]
 
     def _steps(self, steps: int, seed: int, callback) -> None:
@@ -148,6 +157,14 @@ class FakePipeline:
                 callback(StepEvent(step, steps, time.monotonic() - start, 1.0 - step / steps, lambda: image))
             if self.fail_with is not None:
                 raise self.fail_with
+
+    def _decode(self, on_phase: PhaseCallback | None) -> None:
+        """As the engine: the phase is announced (raising cancels), then the decode cannot stop."""
+        if on_phase is not None:
+            on_phase(DECODE)
+        self.decoding.set()
+        if self.decode_gate is not None:
+            self.decode_gate.wait(TIMEOUT / 1000)
 
     def _result(self, request: GenerationRequest) -> GenerationResult:
         image = Image.new("RGB", (request.width, request.height), _colour(request.seed))
@@ -226,6 +243,25 @@ def set_spin(qtbot, spin, value: int) -> None:
     qtbot.keyClicks(spin, str(value))
     qtbot.keyClick(spin, Qt.Key.Key_Return)
     assert spin.value() == value
+
+
+def visible_box(window, name: str):
+    """The message box `name` the window has open (None: none is)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    return next((box for box in window.findChildren(QMessageBox, name) if box.isVisible()), None)
+
+
+def answer_box(qtbot, window, name: str, button: str) -> None:
+    """Wait for the window's message box `name` and click its button `button` (objectNames)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QPushButton
+
+    qtbot.waitUntil(lambda: visible_box(window, name) is not None, timeout=TIMEOUT)
+    qtbot.mouseClick(visible_box(window, name).findChild(QPushButton, button), Qt.MouseButton.LeftButton)
+    if window.isVisible():  # as a window manager does when a sheet closes (offscreen Qt does not)
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow, timeout=TIMEOUT)
 
 
 def type_prompt(qtbot, window, text: str) -> None:

@@ -12,7 +12,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 
 import app.window as window_module
 import app.worker as worker_module
-from test_app_support import TIMEOUT, caching_loader, open_window, ready_window, set_spin, type_prompt, wait_ready
+from test_app_support import (
+    TIMEOUT, answer_box, caching_loader, open_window, ready_window, set_spin, type_prompt, wait_ready,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -138,8 +140,10 @@ def test_escape_cancels(qtbot, window):
     type_prompt(qtbot, window, "escape hatch")
     with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
         qtbot.keyClick(window.promptEdit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.promptEdit, Qt.Key.Key_Escape)  # typing: Esc is the prompt's, not Cancel
+    assert not window.queue.is_cancelling(window.queue.running)
     with qtbot.waitSignal(window.queue.cancelled, timeout=TIMEOUT):
-        qtbot.keyClick(window.promptEdit, Qt.Key.Key_Escape)
+        qtbot.keyClick(window.historyList, Qt.Key.Key_Escape)
         gate.set()
     wait_ready(qtbot, window)
     assert window.historyModel.rowCount() == 0
@@ -225,6 +229,7 @@ def test_cancel_stops_within_a_step_and_the_next_run_works(qtbot, window):
     assert not window.exportButton.isEnabled()  # acts on finished images only
     with qtbot.waitSignal(window.queue.idle, timeout=TIMEOUT):
         qtbot.mouseClick(window.cancelButton, Qt.MouseButton.LeftButton)
+        answer_box(qtbot, window, "confirmCancelBox", "cancelAllButton")  # two images: asked first
         gate.set()
     assert steps == [1]  # stopped right after the step it was in
     assert window.historyModel.rowCount() == 0

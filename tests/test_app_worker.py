@@ -346,3 +346,26 @@ def test_a_name_taken_meanwhile_gets_a_new_one_and_nothing_is_replaced(tmp_path)
     assert (first.name, second.name) == ("120000-7.png", "120000-7-2.png")
     with Image.open(first) as a, Image.open(second) as b:
         assert a.getpixel((0, 0)) == (255, 0, 0) and b.getpixel((0, 0)) == (0, 0, 255)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_run_cancelled_while_it_decodes_keeps_nothing(qtbot, queue, fake, count):
+    fake.decode_gate = threading.Event()
+    phases, finished, cancelled = [], [], []
+    queue.phase.connect(phases.append)
+    queue.finished.connect(finished.append)
+    queue.cancelled.connect(cancelled.append)
+    with qtbot.waitSignal(queue.phase, timeout=TIMEOUT):
+        queue.submit([params(seed=s) for s in range(1, count + 1)])
+    assert phases == ["decode"]
+    with qtbot.waitSignal(queue.idle, timeout=TIMEOUT):
+        queue.cancel_all()
+        fake.decode_gate.set()
+    assert finished == [] and fake.saved == [] and len(cancelled) == count
+
+
+def test_a_finished_image_says_how_long_its_decode_took(qtbot, queue, fake):
+    with qtbot.waitSignal(queue.finished, timeout=TIMEOUT) as blocker:
+        queue.submit([params()])
+    assert blocker.args[0].decode_seconds is not None and blocker.args[0].decode_seconds >= 0
+    qtbot.waitUntil(lambda: not queue.is_busy(), timeout=TIMEOUT)

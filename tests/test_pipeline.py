@@ -172,6 +172,27 @@ def test_cancel_from_callback_then_run_again(schnell):
     assert schnell.generate(PROMPT, width=32, height=32, steps=1, seed=1).image.size == (32, 32)
 
 
+def test_the_decode_is_announced_after_the_last_step_and_can_be_refused(schnell, monkeypatch):
+    order = []
+    schnell.generate(PROMPT, width=32, height=32, steps=2, seed=1, callback=lambda e: order.append(e.step),
+                     on_phase=order.append)
+    assert order == [1, 2, "decode"]
+    order.clear()
+    schnell.generate_batch(PROMPT, seeds=[1, 2, 3], width=32, height=32, steps=1, max_batch=2,
+                           callback=lambda e: order.append(e.step), on_phase=order.append)
+    assert order == [1, "decode", 2, "decode"]  # once per chunk
+
+    decoded = []
+    monkeypatch.setattr(schnell, "_decode", lambda final: decoded.append(final) or [])
+
+    def cancel(phase):
+        raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        schnell.generate(PROMPT, width=32, height=32, steps=1, seed=1, on_phase=cancel)
+    assert decoded == []  # refused before the decode: nothing decoded
+
+
 def test_batch_equals_one_at_a_time(schnell):
     seeds = [3, 4, 5]
     batch = schnell.generate_batch(PROMPT, seeds=seeds, width=48, height=32, steps=2)
