@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
+from app.batchgrid import BatchGrid
+from app.compare import CompareView
 from app.controls import name_widget
 from app.imageview import ImageView
 from app.maskpanel import MaskPanel
@@ -67,6 +69,12 @@ class ImagePanel(QWidget):
         self.viewStack.setObjectName("viewStack")
         self.viewStack.addWidget(self.previewView)
         self.viewStack.addWidget(self.maskPanel)
+        # A batch's images (or several history entries) in a grid, and two images side by side
+        # (see app/viewer.py, which switches between them).
+        self.batchGrid = name_widget(BatchGrid(), "batchGrid", "The images of a batch, with their seeds")
+        self.compareView = name_widget(CompareView(), "compareView", "Two images side by side")
+        self.viewStack.addWidget(self.batchGrid)
+        self.viewStack.addWidget(self.compareView)
         self.imageInfoLabel = QLabel()
         self.imageInfoLabel.setObjectName("imageInfoLabel")
         self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -91,8 +99,20 @@ class ImagePanel(QWidget):
         self.maskViewButton.setAutoDefault(False)
         self.maskViewButton.toggled.connect(self.show_mask)
         self.maskViewButton.hide()
+        self.gridButton = name_widget(QPushButton("Grid"), "gridButton", "Show the batch's images in a grid",
+                                      "All the images of the batch (or of the selected entries) in a grid; "
+                                      "click one to see it alone")
+        self.compareButton = name_widget(QPushButton("Compare"), "compareButton", "Compare two images",
+                                         "The two selected history entries side by side, zoomed together, "
+                                         "with the settings that differ")
+        for button in (self.gridButton, self.compareButton):
+            button.setCheckable(True)
+            button.setAutoDefault(False)
+            button.hide()
         actions = QHBoxLayout()
         actions.addWidget(self.maskViewButton)
+        actions.addWidget(self.gridButton)
+        actions.addWidget(self.compareButton)
         actions.addWidget(self.reuseSeedButton)
         actions.addWidget(self.useAsInputButton)
         actions.addStretch(1)

@@ -106,3 +106,51 @@ def build_menus(w: MainWindow) -> None:
                               w.revealAction, delete_key])
     remove = action("Remove from Queue", w.controls.remove_selected_from_queue)
     w.queueList.addAction(remove)
+
+
+def build_view_actions(w: MainWindow) -> list[QAction]:
+    """Zoom, grid, compare, Quick Look and full screen (app/viewer.py does them), in the View menu
+    (made here unless another part of the menus made it already); returns the actions."""
+    v = w.viewer
+    action = partial(make_action, w)
+    zoom_in = QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomIn) + [QKeySequence("Ctrl+=")]
+    w.zoomFitAction = action("Zoom to Fit", lambda: v.zoom("fit"), "Ctrl+0", "zoomFitAction",
+                             "The whole image, as large as the view allows")
+    w.zoomActualAction = action("Actual Size", lambda: v.zoom("actual"), "Ctrl+1", "zoomActualAction",
+                                "One image pixel per screen pixel (100%)")
+    w.zoomInAction = action("Zoom In", lambda: v.zoom("in"), zoom_in, "zoomInAction")
+    w.zoomOutAction = action("Zoom Out", lambda: v.zoom("out"),
+                             QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomOut), "zoomOutAction")
+    w.gridAction = action("Show Batch as Grid", v.toggle_grid, "Ctrl+G", "gridAction",
+                          "The images of the last batch, or of the selected entries, in a grid")
+    w.compareAction = action("Compare Selected", v.toggle_compare, "Ctrl+Shift+K", "compareAction",
+                             "The two selected history entries side by side")
+    for toggle in (w.gridAction, w.compareAction):
+        toggle.setCheckable(True)
+    w.quickLookAction = action("Quick Look", v.toggle_quick_look, None, "quickLookAction",
+                               "The image, large (Space, on the image or the history)")
+    w.fullScreenAction = action("Enter Full Screen", v.toggle_full_screen,
+                                QKeySequence.keyBindings(QKeySequence.StandardKey.FullScreen), "fullScreenAction")
+    w.fullScreenAction.setMenuRole(QAction.MenuRole.NoRole)
+    actions = [w.zoomFitAction, w.zoomActualAction, w.zoomInAction, w.zoomOutAction, None, w.gridAction,
+               w.compareAction, w.quickLookAction, None, w.fullScreenAction]
+    w.addActions([a for a in actions if a is not None])  # shortcuts work in full screen too
+    # Space is Quick Look only where nobody types: on the image, the grid, the comparison, the history.
+    quick_key = action("Quick Look", v.toggle_quick_look, QKeySequence(Qt.Key.Key_Space), "quickLookKey")
+    quick_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+    for widget in (w.previewView, w.imagePanel.batchGrid, w.imagePanel.compareView, w.historyList):
+        widget.addAction(quick_key)
+
+    bar = w.menuBar()
+    view_menu = next((a.menu() for a in bar.actions() if a.menu() and a.text().replace("&", "") == "View"), None)
+    if view_menu is None:
+        view_menu = QMenu("&View", bar)
+        later = next((a for a in bar.actions() if a.text().replace("&", "") in ("Window", "Help")), None)
+        bar.insertMenu(later, view_menu) if later is not None else bar.addMenu(view_menu)
+    for item in actions:
+        view_menu.addSeparator() if item is None else view_menu.addAction(item)
+    separator = QAction(w.previewView)
+    separator.setSeparator(True)
+    w.previewView.addActions([separator, w.zoomFitAction, w.zoomActualAction, w.quickLookAction])
+    v.update_actions()
+    return [a for a in actions if a is not None]
