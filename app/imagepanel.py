@@ -10,7 +10,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from app.batchgrid import BatchGrid
@@ -99,20 +99,26 @@ class ImagePanel(QWidget):
         self.maskViewButton.setAutoDefault(False)
         self.maskViewButton.toggled.connect(self.show_mask)
         self.maskViewButton.hide()
-        self.gridButton = name_widget(QPushButton("Grid"), "gridButton", "Show the batch's images in a grid",
+        # Grid and Compare sit on the caption's line (the row of actions below is full): small
+        # toggles that appear only when there is a grid or a pair to show.
+        self.gridButton = name_widget(QToolButton(), "gridButton", "Show the batch's images in a grid",
                                       "All the images of the batch (or of the selected entries) in a grid; "
                                       "click one to see it alone")
-        self.compareButton = name_widget(QPushButton("Compare"), "compareButton", "Compare two images",
+        self.gridButton.setText("Grid")
+        self.compareButton = name_widget(QToolButton(), "compareButton", "Compare two images",
                                          "The two selected history entries side by side, zoomed together, "
                                          "with the settings that differ")
+        self.compareButton.setText("Compare")
         for button in (self.gridButton, self.compareButton):
             button.setCheckable(True)
-            button.setAutoDefault(False)
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             button.hide()
+        caption = QHBoxLayout()
+        caption.addWidget(self.gridButton)
+        caption.addWidget(self.compareButton)
+        caption.addWidget(self.imageInfoLabel, 1)
         actions = QHBoxLayout()
         actions.addWidget(self.maskViewButton)
-        actions.addWidget(self.gridButton)
-        actions.addWidget(self.compareButton)
         actions.addWidget(self.reuseSeedButton)
         actions.addWidget(self.useAsInputButton)
         actions.addStretch(1)
@@ -144,7 +150,7 @@ class ImagePanel(QWidget):
         layout.setSpacing(8)
         layout.addWidget(self.messageBar)
         layout.addWidget(self.viewStack, 1)
-        layout.addWidget(self.imageInfoLabel)
+        layout.addLayout(caption)
         layout.addLayout(actions)
         layout.addLayout(progress)
 

@@ -218,7 +218,8 @@ class ImageView(QWidget):
         has_image = not self._image.isNull()
         self.zoomButton.setText(("Fit " if self._fit else "") + zoom.percent(self.scale()))
         self.zoomButton.adjustSize()
-        self.zoomButton.move(self.width() - self.zoomButton.width() - 10, 10)
+        beside_bar = self.vbar.width() + 4 if not self.vbar.isHidden() else 0
+        self.zoomButton.move(self.width() - self.zoomButton.width() - 10 - beside_bar, 10)
         self.zoomButton.setVisible(has_image)
         if self._drag_mode != "pan":
             self.setCursor(Qt.CursorShape.OpenHandCursor if self.is_pannable() else Qt.CursorShape.ArrowCursor)
@@ -241,8 +242,8 @@ class ImageView(QWidget):
                 bar.setValue(int(round(centre * length - span / 2)))
                 bar.show()
             w, h = self.width(), self.height()
-            self.hbar.setGeometry(6, h - extent - 3, w - 12 - (extent if self.vbar.isVisible() else 0), extent)
-            self.vbar.setGeometry(w - extent - 3, 6, extent, h - 12 - (extent if self.hbar.isVisible() else 0))
+            self.hbar.setGeometry(6, h - extent - 3, w - 12 - (extent if not self.vbar.isHidden() else 0), extent)
+            self.vbar.setGeometry(w - extent - 3, 6, extent, h - 12 - (extent if not self.hbar.isHidden() else 0))
         finally:
             self._updating_bars = False
 
@@ -251,9 +252,9 @@ class ImageView(QWidget):
             return
         area, size = self._area(), self._drawn_size()
         x, y = self._centre.x(), self._centre.y()
-        if self.hbar.isVisible():
+        if not self.hbar.isHidden():
             x = (self.hbar.value() + area.width() / 2) / size.width()
-        if self.vbar.isVisible():
+        if not self.vbar.isHidden():
             y = (self.vbar.value() + area.height() / 2) / size.height()
         self._centre = QPointF(x, y)
         self._changed()

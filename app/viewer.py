@@ -18,6 +18,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QAbstractItemView, QWidget
 
 from app.batchgrid import MAX_TILE_PIXELS, GridItem, load_scaled
+from app.history import HistoryError
 from app.historyview import EntryRole
 from app.imagepanel import Shown
 from app.imageview import ImageView
@@ -54,6 +55,8 @@ class ViewerController:
         self._token = 0  # bumped by every page change: a deferred check made before it is stale
         self._quiet = False  # showing an image ourselves: the view's imageChanged is ours
         self._was_maximized = False
+        self._caption: str | None = None  # what we wrote under the grid or the comparison
+        self._caption_before = ""  # the image's caption it replaced
         # Cmd/Ctrl-click and Shift-click select several entries: the grid, or two to compare.
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
@@ -81,9 +84,29 @@ class ViewerController:
         if self.panel.mask_shown():
             self.panel.maskViewButton.setChecked(False)  # the mask editor stays a click away
         self.panel.viewStack.setCurrentWidget(page)
+        self._set_caption(name)
         if had_focus:
             (page.leftView if page is self.compare else page).setFocus()
         self.update_actions()
+
+    def _set_caption(self, name: str) -> None:
+        """The line under the view says what the grid or the comparison shows; back at the image,
+        its own caption returns (unless the window has written a newer one meanwhile)."""
+        label = self.window.imageInfoLabel
+        if name == "image":
+            if self._caption is not None and label.text() == self._caption:
+                label.setText(self._caption_before)
+            self._caption = None
+            return
+        if self._caption is None or label.text() != self._caption:
+            self._caption_before = label.text()
+        if name == "grid":
+            seeds = [str(item.params.seed) for item in self.grid.items() if item.params is not None]
+            shown = ", ".join(seeds[:8]) + (" …" if len(seeds) > 8 else "")
+            self._caption = f"{len(self.grid.items())} images · seeds {shown} · click one to see it alone"
+        else:
+            self._caption = "Side by side: zoom or pan either image, the other follows"
+        label.setText(self._caption)
 
     def selected_entries(self) -> list[HistoryEntry]:
         rows = sorted(self.list.selectionModel().selectedRows(), key=lambda index: index.row())
@@ -213,14 +236,26 @@ class ViewerController:
                 entry = model_index.data(EntryRole)
                 if w.shown is None or w.shown.entry_id != entry.id:  # the row was current already
                     self._show_entry(entry)
-            else:
-                w.show_image(Shown(item.full or item.image, item.params, None, item.entry_id))
+            else:  # not listed (a search hides it) or never saved
+                entry = self._stored_entry(item.entry_id)
+                if entry is not None:
+                    self._show_entry(entry)
+                else:
+                    w.show_image(Shown(item.full or item.image, item.params, None, None))
         finally:
             self._quiet = False
         had_focus = self.grid.hasFocus()
         self.show_page("image")
         if had_focus:
             self.view.setFocus()
+
+    def _stored_entry(self, entry_id: int | None) -> HistoryEntry | None:
+        if entry_id is None:
+            return None
+        try:
+            return self.window.history.get(entry_id)
+        except HistoryError:
+            return None
 
     def _show_entry(self, entry: HistoryEntry) -> None:
         image = QImage(str(entry.image_path))

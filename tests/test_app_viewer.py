@@ -343,6 +343,7 @@ def test_a_finished_batch_shows_as_a_grid_and_a_click_shows_one(qtbot, window):
     assert grid.isVisible() and not window.previewView.isVisible()
     assert [item.caption for item in grid.items()] == ["seed 40", "seed 41", "seed 42", "seed 43"]
     assert window.imagePanel.gridButton.isVisible() and window.imagePanel.gridButton.isChecked()
+    assert window.imageInfoLabel.text().startswith("4 images · seeds 40, 41, 42, 43")
 
     qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.tile_rect(2).center().toPoint())
     assert window.previewView.isVisible() and not grid.isVisible()
@@ -355,11 +356,24 @@ def test_a_finished_batch_shows_as_a_grid_and_a_click_shows_one(qtbot, window):
     assert grid.isVisible() and window.imagePanel.gridButton.isChecked()
     qtbot.mouseClick(window.imagePanel.gridButton, Qt.MouseButton.LeftButton)
     assert window.previewView.isVisible() and colour_shown(window.previewView) == seed_colour(42)
+    assert window.imageInfoLabel.text().startswith("seed 42 · 64×64")  # the image's caption is back
 
     # A single image afterwards shows alone; the grid of the batch is still a click away.
     generate(qtbot, window, "one more", size=64, count=1)
     assert window.previewView.isVisible() and window.imagePanel.gridButton.isVisible()
     assert len(results) == 4
+
+
+def test_a_grid_tile_hidden_by_the_search_still_opens_at_full_size(qtbot, window):
+    set_spin(qtbot, window.seedSpin, 5)
+    generate(qtbot, window, "two big ones", size=1024, count=2)
+    grid = window.imagePanel.batchGrid
+    assert grid.items()[1].image.width() < 1024  # the tiles hold smaller copies
+    qtbot.keyClicks(window.historySearch, "nothing like it")
+    assert window.historyModel.rowCount() == 0 and grid.isVisible()
+    qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.tile_rect(1).center().toPoint())
+    assert window.previewView.isVisible() and window.previewView.image().width() == 1024
+    assert window.shown.params.seed == 6 and window.shown.path is not None  # the saved entry, not the tile
 
 
 def test_the_grid_keys_move_and_open(qtbot, window):
