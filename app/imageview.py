@@ -16,9 +16,9 @@ from PySide6.QtWidgets import QApplication, QScrollBar, QSizePolicy, QToolButton
 from app import zoom
 
 MARGIN = 12  # around the image at Fit; zoomed, the image fills the frame
-VIEW_TIP = ("Drag the image to another app or to Finder to copy it. Zoomed in, drag to move around and "
-            "Alt-drag (Option-drag) to drag the image out.\nZoom: pinch, Ctrl+scroll, Ctrl+= / Ctrl+−; "
-            "double-click switches between Fit and 100%. ←/→: previous/next image; Space: Quick Look.")
+VIEW_TIP = ("Drag the image out to copy it to another app. Zoomed in: drag to move around, Alt-drag "
+            "(Option-drag) to drag the image out. Double-click: Fit ↔ 100%. ←/→ previous/next image, "
+            "Space: Quick Look.")
 
 
 def paint_frame(painter: QPainter, widget: QWidget) -> QPalette:

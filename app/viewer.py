@@ -63,6 +63,8 @@ class ViewerController:
         self.view.stepRequested.connect(self.step)
         self.view.imageChanged.connect(self._on_image_changed)
         self.grid.picked.connect(self.show_tile)
+        # The mask editor can take the middle too (app/maskcontroller.py): buttons and caption follow.
+        self.panel.viewStack.currentChanged.connect(lambda _: self._on_page_changed())
         self.panel.gridButton.clicked.connect(lambda: self.toggle_grid())
         self.panel.compareButton.clicked.connect(lambda: self.toggle_compare())
         q = w.queue  # connected after the window's own handlers, which run first
@@ -84,9 +86,14 @@ class ViewerController:
         if self.panel.mask_shown():
             self.panel.maskViewButton.setChecked(False)  # the mask editor stays a click away
         self.panel.viewStack.setCurrentWidget(page)
-        self._set_caption(name)
+        self._on_page_changed()
         if had_focus:
             (page.leftView if page is self.compare else page).setFocus()
+        self.update_actions()
+
+    def _on_page_changed(self) -> None:
+        mode = self.mode()
+        self._set_caption(mode if mode in ("grid", "compare") else "image")
         self.update_actions()
 
     def _set_caption(self, name: str) -> None:

@@ -225,7 +225,7 @@ def test_drag_out_at_fit_pan_when_zoomed_and_alt_drag_out(qtbot, window, monkeyp
 
 
 def test_previews_keep_the_chosen_zoom(qtbot, window):
-    window.queue.worker._pipe.step_delay = 0.05
+    window.queue.worker._pipe.step_delay = 0.2
     generate(qtbot, window)
     view = window.previewView
     qtbot.keyClick(view, Qt.Key.Key_1, CTRL)
@@ -362,6 +362,21 @@ def test_a_finished_batch_shows_as_a_grid_and_a_click_shows_one(qtbot, window):
     generate(qtbot, window, "one more", size=64, count=1)
     assert window.previewView.isVisible() and window.imagePanel.gridButton.isVisible()
     assert len(results) == 4
+
+
+def test_a_batch_leaves_a_picked_image_in_view(qtbot, window):
+    add_entries(window, [{}])
+    window.queue.worker._pipe.step_delay = 0.2
+    set_spin(qtbot, window.countSpin, 3)
+    type_prompt(qtbot, window, "three while I look elsewhere")
+    qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.previewView.is_preview(), timeout=TIMEOUT)
+    click_history_row(qtbot, window, 0)  # the person picks an image to look at
+    wait_ready(qtbot, window)
+    assert window.previewView.isVisible() and colour_shown(window.previewView) == seed_colour(1000)
+    assert window.imagePanel.gridButton.isVisible() and not window.imagePanel.gridButton.isChecked()
+    qtbot.mouseClick(window.imagePanel.gridButton, Qt.MouseButton.LeftButton)  # the batch when they want it
+    assert window.imagePanel.batchGrid.isVisible() and len(window.imagePanel.batchGrid.items()) == 3
 
 
 def test_a_grid_tile_hidden_by_the_search_still_opens_at_full_size(qtbot, window):
