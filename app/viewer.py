@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QItemSelectionModel, QSize, Qt, QTimer
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QAbstractItemView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QWidget
 
 from app.batchgrid import MAX_TILE_PIXELS, GridItem, load_scaled
 from app.history import HistoryError
@@ -82,14 +82,14 @@ class ViewerController:
     def show_page(self, name: str) -> None:
         self._token += 1
         page: QWidget = {"image": self.view, "grid": self.grid, "compare": self.compare}[name]
-        had_focus = self.panel.viewStack.currentWidget().hasFocus()
+        current = self.panel.viewStack.currentWidget()
+        had_focus = current.hasFocus() or current.isAncestorOf(QApplication.focusWidget())
         if self.panel.mask_shown():
             self.panel.maskViewButton.setChecked(False)  # the mask editor stays a click away
         self.panel.viewStack.setCurrentWidget(page)
         self._on_page_changed()
-        if had_focus:
+        if had_focus:  # the keys keep working on what replaced it
             (page.leftView if page is self.compare else page).setFocus()
-        self.update_actions()
 
     def _on_page_changed(self) -> None:
         mode = self.mode()
@@ -328,8 +328,8 @@ class ViewerController:
         if self.quick_look is not None and self.quick_look.isVisible():
             self.quick_look.close()
             return
-        if self.mode() == "grid" and self.grid.current() >= 0:
-            self.show_tile(self.grid.current())
+        if self.mode() == "grid" and self.grid.hasFocus() and self.grid.current() >= 0:
+            self.show_tile(self.grid.current())  # Space on a tile: that image
         if self.view.image().isNull():
             self.window.statusBar().showMessage("No image to show", 3000)
             return

@@ -399,6 +399,15 @@ def test_the_grid_keys_move_and_open(qtbot, window):
     qtbot.keyClick(grid, Qt.Key.Key_Right)
     qtbot.keyClick(grid, Qt.Key.Key_Return)
     assert window.previewView.isVisible() and window.shown.params.seed == 8
+    assert window.previewView.hasFocus()  # the arrow keys now step through the history
+
+    qtbot.mouseClick(window.imagePanel.gridButton, Qt.MouseButton.LeftButton)
+    grid.setFocus()
+    qtbot.keyClick(grid, Qt.Key.Key_Right)
+    qtbot.keyClick(grid, Qt.Key.Key_Space)  # Quick Look of the highlighted tile
+    look = window.viewer.quick_look
+    assert look.isVisible() and colour_shown(look.view) == seed_colour(9)
+    look.close()
 
 
 # -- several history entries: grid and compare -------------------------------------------------------
