@@ -71,11 +71,21 @@ class BatchGrid(QWidget):
         self.setToolTip("Click an image to see it alone; Grid brings this view back.\n"
                         "Arrow keys move, Return opens, Space shows it large (Quick Look).")
 
-    def set_items(self, items: list[GridItem]) -> None:
+    def set_items(self, items: list[GridItem], current: int = 0) -> None:
+        """Show `items`; `current` is the highlighted one (the image the window's actions act on)."""
         self._items = list(items)
-        self._current = 0
+        self._current = min(max(0, current), max(0, len(self._items) - 1))
         self._hover = -1
         self.update()
+
+    def title(self) -> str:
+        """The line over the tiles: '4 images · seeds 7–10 · click one to see it alone'."""
+        seeds = [item.params.seed for item in self._items if item.params is not None and item.params.seed is not None]
+        if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+            listed = f"{seeds[0]}–{seeds[-1]}"
+        else:
+            listed = ", ".join(str(seed) for seed in seeds[:8]) + (" …" if len(seeds) > 8 else "")
+        return f"{len(self._items)} images · seeds {listed} · click one to see it alone"
 
     def items(self) -> list[GridItem]:
         return list(self._items)
@@ -90,21 +100,26 @@ class BatchGrid(QWidget):
     def _caption_height(self) -> float:
         return QFontMetrics(self.font()).lineSpacing() + 4
 
+    def _header_height(self) -> float:
+        return QFontMetrics(self.font()).lineSpacing() + GAP / 2
+
     def _shape(self) -> tuple[int, int]:
         first = next((i.image for i in self._items if not i.image.isNull()), QImage())
         aspect = first.width() / first.height() if not first.isNull() and first.height() else 1.0
-        return grid_shape(len(self._items), self.width(), self.height(), aspect, self._caption_height())
+        return grid_shape(len(self._items), self.width(), self.height() - self._header_height(), aspect,
+                          self._caption_height())
 
     def tile_rect(self, index: int) -> QRectF:
         """The cell of image `index` (the image and its caption under it)."""
         columns, rows = self._shape()
         cell_w = (self.width() - GAP * (columns + 1)) / columns
-        cell_h = (self.height() - GAP * (rows + 1)) / rows
+        header = self._header_height()
+        cell_h = (self.height() - header - GAP * (rows + 1)) / rows
         row, column = divmod(index, columns)
         # The last row's tiles are centred under the others.
         in_row = min(columns, len(self._items) - row * columns)
         offset = (columns - in_row) * (cell_w + GAP) / 2
-        return QRectF(GAP + offset + column * (cell_w + GAP), GAP + row * (cell_h + GAP), cell_w, cell_h)
+        return QRectF(GAP + offset + column * (cell_w + GAP), header + GAP + row * (cell_h + GAP), cell_w, cell_h)
 
     def image_rect(self, index: int) -> QRectF:
         cell = self.tile_rect(index)
@@ -124,6 +139,11 @@ class BatchGrid(QWidget):
         palette = paint_frame(painter, self)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         caption_h = self._caption_height()
+        if self._items:
+            painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+            header = QRectF(GAP, GAP / 2, self.width() - 2 * GAP, self._header_height())
+            text = QFontMetrics(self.font()).elidedText(self.title(), Qt.TextElideMode.ElideRight, int(header.width()))
+            painter.drawText(header, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, text)
         for i, item in enumerate(self._items):
             rect = self.image_rect(i)
             path = QPainterPath()
@@ -135,11 +155,15 @@ class BatchGrid(QWidget):
             else:
                 painter.drawImage(rect, item.image)
             painter.restore()
+            # A ring round the image the window's caption and actions are about (bold while the
+            # grid has the keys), a lighter one under the pointer.
             highlight = palette.color(QPalette.ColorRole.Highlight)
-            if i == self._hover or (i == self._current and self.hasFocus()):
+            if i == self._current or i == self._hover:
+                if i != self._current:
+                    highlight.setAlpha(140)
                 painter.setPen(QPen(highlight, 3 if i == self._current and self.hasFocus() else 2))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
-                painter.drawRoundedRect(rect.adjusted(-2, -2, 2, 2), 7, 7)
+                painter.drawRoundedRect(rect.adjusted(-3, -3, 3, 3), 8, 8)
             cell = self.tile_rect(i)
             painter.setPen(palette.color(QPalette.ColorRole.Text if i == self._hover else
                                          QPalette.ColorRole.PlaceholderText))

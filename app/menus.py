@@ -121,9 +121,9 @@ def build_view_actions(w: MainWindow) -> list[QAction]:
     w.zoomInAction = action("Zoom In", lambda: v.zoom("in"), zoom_in, "zoomInAction")
     w.zoomOutAction = action("Zoom Out", lambda: v.zoom("out"),
                              QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomOut), "zoomOutAction")
-    w.gridAction = action("Show Batch as Grid", v.toggle_grid, "Ctrl+G", "gridAction",
+    w.gridAction = action("Show Batch as Grid", v.toggle_grid, None, "gridAction",
                           "The images of the last batch, or of the selected entries, in a grid")
-    w.compareAction = action("Compare Selected", v.toggle_compare, "Ctrl+Shift+K", "compareAction",
+    w.compareAction = action("Compare Selected", v.toggle_compare, None, "compareAction",
                              "The two selected history entries side by side")
     for toggle in (w.gridAction, w.compareAction):
         toggle.setCheckable(True)
@@ -135,12 +135,6 @@ def build_view_actions(w: MainWindow) -> list[QAction]:
     actions = [w.zoomFitAction, w.zoomActualAction, w.zoomInAction, w.zoomOutAction, None, w.gridAction,
                w.compareAction, w.quickLookAction, None, w.fullScreenAction]
     w.addActions([a for a in actions if a is not None])  # shortcuts work in full screen too
-    # Space is Quick Look only where nobody types: on the image, the grid, the comparison, the history.
-    quick_key = action("Quick Look", v.toggle_quick_look, QKeySequence(Qt.Key.Key_Space), "quickLookKey")
-    quick_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-    for widget in (w.previewView, w.imagePanel.batchGrid, w.imagePanel.compareView, w.historyList):
-        widget.addAction(quick_key)
-
     bar = w.menuBar()
     view_menu = next((a.menu() for a in bar.actions() if a.menu() and a.text().replace("&", "") == "View"), None)
     if view_menu is None:
@@ -151,6 +145,12 @@ def build_view_actions(w: MainWindow) -> list[QAction]:
         view_menu.addSeparator() if item is None else view_menu.addAction(item)
     separator = QAction(w.previewView)
     separator.setSeparator(True)
-    w.previewView.addActions([separator, w.zoomFitAction, w.zoomActualAction, w.quickLookAction])
+    w.previewView.addActions([separator, w.zoomFitAction, w.zoomActualAction])
+    # Space is Quick Look only where nobody types: on the image, the grid, the comparison, the history
+    # (the image's and the history's context menus list it).
+    quick_key = action("Quick Look", v.toggle_quick_look, QKeySequence(Qt.Key.Key_Space), "quickLookKey")
+    quick_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+    for widget in (w.previewView, w.imagePanel.batchGrid, w.imagePanel.compareView, w.historyList):
+        widget.addAction(quick_key)
     v.update_actions()
     return [a for a in actions if a is not None]

@@ -55,15 +55,13 @@ class ViewerController:
         self._token = 0  # bumped by every page change: a deferred check made before it is stale
         self._quiet = False  # showing an image ourselves: the view's imageChanged is ours
         self._was_maximized = False
-        self._caption: str | None = None  # what we wrote under the grid or the comparison
-        self._caption_before = ""  # the image's caption it replaced
         # Cmd/Ctrl-click and Shift-click select several entries: the grid, or two to compare.
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
         self.view.stepRequested.connect(self.step)
         self.view.imageChanged.connect(self._on_image_changed)
         self.grid.picked.connect(self.show_tile)
-        # The mask editor can take the middle too (app/maskcontroller.py): buttons and caption follow.
+        # The mask editor can take the middle too (app/maskcontroller.py): the buttons follow.
         self.panel.viewStack.currentChanged.connect(lambda _: self._on_page_changed())
         self.panel.gridButton.clicked.connect(lambda: self.toggle_grid())
         self.panel.compareButton.clicked.connect(lambda: self.toggle_compare())
@@ -92,28 +90,7 @@ class ViewerController:
             (page.leftView if page is self.compare else page).setFocus()
 
     def _on_page_changed(self) -> None:
-        mode = self.mode()
-        self._set_caption(mode if mode in ("grid", "compare") else "image")
         self.update_actions()
-
-    def _set_caption(self, name: str) -> None:
-        """The line under the view says what the grid or the comparison shows; back at the image,
-        its own caption returns (unless the window has written a newer one meanwhile)."""
-        label = self.window.imageInfoLabel
-        if name == "image":
-            if self._caption is not None and label.text() == self._caption:
-                label.setText(self._caption_before)
-            self._caption = None
-            return
-        if self._caption is None or label.text() != self._caption:
-            self._caption_before = label.text()
-        if name == "grid":
-            seeds = [str(item.params.seed) for item in self.grid.items() if item.params is not None]
-            shown = ", ".join(seeds[:8]) + (" …" if len(seeds) > 8 else "")
-            self._caption = f"{len(self.grid.items())} images · seeds {shown} · click one to see it alone"
-        else:
-            self._caption = "Side by side: zoom or pan either image, the other follows"
-        label.setText(self._caption)
 
     def selected_entries(self) -> list[HistoryEntry]:
         rows = sorted(self.list.selectionModel().selectedRows(), key=lambda index: index.row())
@@ -198,8 +175,16 @@ class ViewerController:
 
     def _fill_grid_from_selection(self) -> None:
         entries = self.selected_entries()[:MAX_GRID]
-        self._grid_source = "selection"
-        self.grid.set_items([GridItem(load_scaled(e.image_path), e.params, e.id) for e in entries])
+        self._set_grid([GridItem(load_scaled(e.image_path), e.params, e.id) for e in entries], "selection")
+
+    def _set_grid(self, items: list[GridItem], source: str) -> None:
+        """Fill the grid; its highlighted tile is the image in the window (what Export, Copy and
+        the caption are about), else a batch's last image."""
+        self._grid_source = source
+        shown = self.window.shown
+        current = next((i for i, item in enumerate(items) if shown is not None and item.entry_id is not None
+                        and item.entry_id == shown.entry_id), len(items) - 1 if source == "batch" else 0)
+        self.grid.set_items(items, current)
 
     def _on_image_changed(self, preview: bool) -> None:
         """A run's previews take the view back to the single image; another image shown (a restore,
@@ -317,8 +302,7 @@ class ViewerController:
         for batch in [b for b in self._batches if not b.ids & alive]:
             self._batches.remove(batch)
             if len(batch.items) >= 2:
-                self.grid.set_items([batch.items[i] for i in sorted(batch.items)])
-                self._grid_source = "batch"
+                self._set_grid([batch.items[i] for i in sorted(batch.items)], "batch")
                 if not self.window.view.pinned:  # the person is not looking at another image
                     self.show_page("grid")
                 self.update_actions()

@@ -334,6 +334,11 @@ def test_full_screen_from_the_view_menu_and_its_shortcut(qtbot, window):
     qtbot.waitUntil(lambda: not window.isFullScreen())
     assert window.fullScreenAction.text() == "Enter Full Screen"
 
+    from app.menus import build_view_actions
+
+    build_view_actions(window)  # a View menu made elsewhere (Edit/Window menus) is reused, not doubled
+    assert [a.text() for a in window.menuBar().actions()].count("&View") == 1
+
 
 # -- the batch grid -------------------------------------------------------------------------------
 def test_a_finished_batch_shows_as_a_grid_and_a_click_shows_one(qtbot, window):
@@ -343,7 +348,9 @@ def test_a_finished_batch_shows_as_a_grid_and_a_click_shows_one(qtbot, window):
     assert grid.isVisible() and not window.previewView.isVisible()
     assert [item.caption for item in grid.items()] == ["seed 40", "seed 41", "seed 42", "seed 43"]
     assert window.imagePanel.gridButton.isVisible() and window.imagePanel.gridButton.isChecked()
-    assert window.imageInfoLabel.text().startswith("4 images · seeds 40, 41, 42, 43")
+    assert grid.title() == "4 images · seeds 40–43 · click one to see it alone"
+    # The caption and the image actions are about the last image, highlighted in the grid.
+    assert grid.current() == 3 and window.imageInfoLabel.text().startswith("seed 43")
 
     qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.tile_rect(2).center().toPoint())
     assert window.previewView.isVisible() and not grid.isVisible()
@@ -356,7 +363,7 @@ def test_a_finished_batch_shows_as_a_grid_and_a_click_shows_one(qtbot, window):
     assert grid.isVisible() and window.imagePanel.gridButton.isChecked()
     qtbot.mouseClick(window.imagePanel.gridButton, Qt.MouseButton.LeftButton)
     assert window.previewView.isVisible() and colour_shown(window.previewView) == seed_colour(42)
-    assert window.imageInfoLabel.text().startswith("seed 42 · 64×64")  # the image's caption is back
+    assert window.imageInfoLabel.text().startswith("seed 42 · 64×64") and grid.current() == 2
 
     # A single image afterwards shows alone; the grid of the batch is still a click away.
     generate(qtbot, window, "one more", size=64, count=1)
@@ -395,18 +402,19 @@ def test_the_grid_keys_move_and_open(qtbot, window):
     set_spin(qtbot, window.seedSpin, 7)
     generate(qtbot, window, "three", size=64, count=3)
     grid = window.imagePanel.batchGrid
+    assert grid.current() == 2  # the last image, the one the caption is about
     grid.setFocus()
-    qtbot.keyClick(grid, Qt.Key.Key_Right)
+    qtbot.keyClick(grid, Qt.Key.Key_Left)
     qtbot.keyClick(grid, Qt.Key.Key_Return)
     assert window.previewView.isVisible() and window.shown.params.seed == 8
     assert window.previewView.hasFocus()  # the arrow keys now step through the history
 
     qtbot.mouseClick(window.imagePanel.gridButton, Qt.MouseButton.LeftButton)
     grid.setFocus()
-    qtbot.keyClick(grid, Qt.Key.Key_Right)
+    qtbot.keyClick(grid, Qt.Key.Key_Left)
     qtbot.keyClick(grid, Qt.Key.Key_Space)  # Quick Look of the highlighted tile
     look = window.viewer.quick_look
-    assert look.isVisible() and colour_shown(look.view) == seed_colour(9)
+    assert look.isVisible() and colour_shown(look.view) == seed_colour(7)
     look.close()
 
 
