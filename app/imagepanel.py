@@ -11,9 +11,11 @@ from typing import Any
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QProgressBar, QPushButton, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
+from app.batchgrid import BatchGrid
+from app.compare import CompareView
 from app.controls import name_widget
 from app.flowlayout import FlowLayout
 from app.estimates import DecodeTimes
@@ -102,6 +104,12 @@ class ImagePanel(QWidget):
         self.viewStack.setObjectName("viewStack")
         self.viewStack.addWidget(self.previewView)
         self.viewStack.addWidget(self.maskPanel)
+        # A batch's images (or several history entries) in a grid, and two images side by side
+        # (see app/viewer.py, which switches between them).
+        self.batchGrid = name_widget(BatchGrid(), "batchGrid", "The images of a batch, with their seeds")
+        self.compareView = name_widget(CompareView(), "compareView", "Two images side by side")
+        self.viewStack.addWidget(self.batchGrid)
+        self.viewStack.addWidget(self.compareView)
         self.imageInfoLabel = QLabel()
         self.imageInfoLabel.setObjectName("imageInfoLabel")
         self.imageInfoLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -127,6 +135,24 @@ class ImagePanel(QWidget):
         self.maskViewButton.setAutoDefault(False)
         self.maskViewButton.toggled.connect(self.show_mask)
         self.maskViewButton.hide()
+        # Grid and Compare sit on the caption's line (the row of actions below is full): small
+        # toggles that appear only when there is a grid or a pair to show.
+        self.gridButton = name_widget(QToolButton(), "gridButton", "Show the batch's images in a grid",
+                                      "All the images of the batch (or of the selected entries) in a grid; "
+                                      "click one to see it alone")
+        self.gridButton.setText("Grid")
+        self.compareButton = name_widget(QToolButton(), "compareButton", "Compare two images",
+                                         "The two selected history entries side by side, zoomed together, "
+                                         "with the settings that differ")
+        self.compareButton.setText("Compare")
+        for button in (self.gridButton, self.compareButton):
+            button.setCheckable(True)
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            button.hide()
+        caption = QHBoxLayout()
+        caption.addWidget(self.gridButton)
+        caption.addWidget(self.compareButton)
+        caption.addWidget(self.imageInfoLabel, 1)
         actions = FlowLayout()  # wraps in a narrow window rather than cutting buttons
         actions.addWidget(self.maskViewButton)
         actions.addWidget(self.reuseSeedButton)
@@ -156,7 +182,7 @@ class ImagePanel(QWidget):
         layout.setSpacing(8)
         layout.addWidget(self.messageBar)
         layout.addWidget(self.viewStack, 1)
-        layout.addWidget(self.imageInfoLabel)
+        layout.addLayout(caption)
         layout.addLayout(actions)
         layout.addLayout(progress)
 

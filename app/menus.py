@@ -112,7 +112,8 @@ def build_menus(w: MainWindow) -> None:
     w.queueList.addAction(remove)
 
 
-# ==========================================================================================
+# ===================================================================================
+
 # Edit (the standard text items), Window, Preferences: what every Mac app has
 # ==========================================================================================
 def add_standard_edit_actions(w: MainWindow, edit_menu: QMenu) -> None:
@@ -205,3 +206,48 @@ def build_panel_actions(w: MainWindow) -> list[QAction]:
     w.addActions(actions)  # the shortcuts work with the menu bar hidden too
     update_panel_actions(w)
     return actions
+
+
+def build_view_actions(w: MainWindow) -> list[QAction]:
+    """Zoom, grid, compare, Quick Look and full screen (app/viewer.py does them), in the View menu
+    (made here unless another part of the menus made it already); returns the actions."""
+    v = w.viewer
+    action = partial(make_action, w)
+    zoom_in = QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomIn) + [QKeySequence("Ctrl+=")]
+    w.zoomFitAction = action("Zoom to Fit", lambda: v.zoom("fit"), "Ctrl+0", "zoomFitAction",
+                             "The whole image, as large as the view allows")
+    w.zoomActualAction = action("Actual Size", lambda: v.zoom("actual"), "Ctrl+1", "zoomActualAction",
+                                "One image pixel per screen pixel (100%)")
+    w.zoomInAction = action("Zoom In", lambda: v.zoom("in"), zoom_in, "zoomInAction")
+    w.zoomOutAction = action("Zoom Out", lambda: v.zoom("out"),
+                             QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomOut), "zoomOutAction")
+    w.gridAction = action("Show Batch as Grid", v.toggle_grid, None, "gridAction",
+                          "The images of the last batch, or of the selected entries, in a grid")
+    w.compareAction = action("Compare Selected", v.toggle_compare, None, "compareAction",
+                             "The two selected history entries side by side")
+    for toggle in (w.gridAction, w.compareAction):
+        toggle.setCheckable(True)
+    w.quickLookAction = action("Quick Look", v.toggle_quick_look, None, "quickLookAction",
+                               "The image, large (Space, on the image or the history)")
+    w.fullScreenAction = action("Enter Full Screen", v.toggle_full_screen,
+                                QKeySequence.keyBindings(QKeySequence.StandardKey.FullScreen), "fullScreenAction")
+    w.fullScreenAction.setMenuRole(QAction.MenuRole.NoRole)
+    actions = [w.zoomFitAction, w.zoomActualAction, w.zoomInAction, w.zoomOutAction, None, w.gridAction,
+               w.compareAction, w.quickLookAction, None, w.fullScreenAction]
+    w.addActions([a for a in actions if a is not None])  # shortcuts work in full screen too
+    menu = view_menu(w)
+    if menu.actions():
+        menu.addSeparator()
+    for item in actions:
+        menu.addSeparator() if item is None else menu.addAction(item)
+    separator = QAction(w.previewView)
+    separator.setSeparator(True)
+    w.previewView.addActions([separator, w.zoomFitAction, w.zoomActualAction])
+    # Space is Quick Look only where nobody types: on the image, the grid, the comparison, the history
+    # (the image's and the history's context menus list it).
+    quick_key = action("Quick Look", v.toggle_quick_look, QKeySequence(Qt.Key.Key_Space), "quickLookKey")
+    quick_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+    for widget in (w.previewView, w.imagePanel.batchGrid, w.imagePanel.compareView, w.historyList):
+        widget.addAction(quick_key)
+    v.update_actions()
+    return [a for a in actions if a is not None]

@@ -34,7 +34,7 @@ from app import inputs
 from app.jobs import JobQueue
 from app.loracontroller import LoraController
 from app.loras import lora_text
-from app.menus import build_menus
+from app.menus import build_menus, build_view_actions
 from app.notify import FinishNotifier
 from app.panels import restore_panels
 from app.preferences import apply_preferences
@@ -44,6 +44,7 @@ from app.paths import DataDir
 from app.restore import RestoreController
 from app.runcontrol import RunControl
 from app.settings import Settings
+from app.viewer import ViewerController
 from app.viewstate import ViewState
 from app.worker import Job, JobResult, ModelInfo
 
@@ -82,6 +83,8 @@ class MainWindow(QMainWindow):
             self._build()
             build_menus(self)
             self._connect()
+            self.viewer = ViewerController(self)  # zoom, grid, compare, Quick Look (app/viewer.py)
+            build_view_actions(self)
             self._update_image_actions()
             self._restore_settings(initial_model)
             self.refresh_history()
@@ -245,7 +248,9 @@ class MainWindow(QMainWindow):
     def submit(self, requests: list[GenerationParams]) -> list[Job]:
         """Queue `requests`; the view follows the live previews again."""
         self.follow_live()
-        return self.queue.submit(requests)
+        jobs = self.queue.submit(requests)
+        self.viewer.note_submitted(jobs)  # several images of one submit: a grid once done
+        return jobs
 
     def set_pinned(self, pinned: bool) -> None:
         """Keep the picked image in view while runs go on (True), or follow the runs (False)."""
