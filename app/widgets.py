@@ -12,6 +12,8 @@ def name_widget(widget: QWidget, name: str, accessible: str | None = None, tip: 
     widget.setAccessibleName(name)
     if accessible:
         widget.setAccessibleDescription(accessible)
-    if tip or accessible:
-        widget.setToolTip(tip or accessible)
+    if tip:
+        widget.setToolTip(tip)
+    elif accessible and not widget.toolTip():  # a widget's own tooltip says more
+        widget.setToolTip(accessible)
     return widget

@@ -24,6 +24,7 @@ CTRL = Qt.KeyboardModifier.ControlModifier
 @pytest.fixture
 def window(monkeypatch, qtbot, tmp_path):
     w = fake_window(monkeypatch, qtbot, tmp_path, tmp_path / "data", FakePipeline(), "fake-model")
+    w.resize(1200, 800)  # an ordinary window (tests start at the minimum): zooming has room both ways
     yield w
     w.close()
 
