@@ -182,6 +182,12 @@ class Download:
         with self._lock:
             self._stop = "cancelled"
 
+    @property
+    def stop_requested(self) -> str | None:
+        """"paused" or "cancelled" once asked, else None."""
+        with self._lock:
+            return self._stop
+
     def _check(self) -> None:
         with self._lock:
             reason = self._stop

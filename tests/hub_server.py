@@ -59,7 +59,7 @@ class HubServer:
         class Handler(_Handler):
             server_hub = hub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -71,6 +71,11 @@ class HubServer:
 
     def file_gets(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.method == "GET" and r.path.endswith("/" + path)]
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # a client that hung up: expected here
+        pass
 
 
 def _etag(path: Path) -> str:
