@@ -296,7 +296,12 @@ def test_the_engine_names_a_lora_before_fetching_a_base(tmp_path, monkeypatch):
     from mlx_flux.loading import find_files
 
     fetched = []
-    monkeypatch.setattr(mlx_hub, "download", lambda repo_id, *a, **k: fetched.append(repo_id))
+
+    def no_download(repo_id, *args, **kwargs):
+        fetched.append(repo_id)
+        raise ModelNotFoundError(f"{repo_id} is not in the cache")
+
+    monkeypatch.setattr(mlx_hub, "download", no_download)
     lora = write_lora(tmp_path / "style.safetensors")
     with pytest.raises(ModelNotFoundError, match="it looks like a LoRA"):
         find_files(lora)
