@@ -77,7 +77,7 @@ class DownloadController(QObject):
         """Check a pasted access token with the hub and store it as huggingface_hub does."""
         self._spawn(self._verify, token)
 
-    def shutdown(self, timeout: float = 10.0) -> None:
+    def shutdown(self, timeout: float = 2.0) -> None:
         """Pause every download (the partial files stay for next time) and wait for the threads."""
         with self._lock:
             jobs = list(self._jobs.values())
@@ -88,6 +88,12 @@ class DownloadController(QObject):
             thread.join(max(0.0, end - time.monotonic()))
 
     # -- on the download threads --------------------------------------------------------------
+    def _emit(self, signal: str, *args) -> None:
+        try:
+            getattr(self, signal).emit(*args)
+        except RuntimeError:  # the window was closed and its objects deleted: nobody to tell
+            pass
+
     def _spawn(self, target, *args) -> None:
         self._threads = [t for t in self._threads if t.is_alive()]
         thread = threading.Thread(target=target, args=args, daemon=True, name=f"download-{args[0][:40]}")
@@ -98,10 +104,10 @@ class DownloadController(QObject):
         try:
             listing = list_repo(repo)
         except DownloadError as e:
-            self.listFailed.emit(repo, e.kind, str(e))
+            self._emit("listFailed", repo, e.kind, str(e))
             return None
         self.listings[repo] = listing
-        self.listed.emit(repo, listing)
+        self._emit("listed", repo, listing)
         return listing
 
     def _download(self, repo: str) -> None:
@@ -111,7 +117,7 @@ class DownloadController(QObject):
             if job.listing is _PENDING:
                 listing = list_repo(repo, token=job.token)
                 self.listings[repo] = listing
-                self.listed.emit(repo, listing)
+                self._emit("listed", repo, listing)
                 fresh = Download(listing, job.token)
                 with self._lock:
                     self._jobs[repo] = fresh
@@ -126,7 +132,7 @@ class DownloadController(QObject):
                 now = time.monotonic()
                 if now - last[0] >= REPORT_EVERY or p.done >= p.total:
                     last[0] = now
-                    self.progress.emit(repo, p)
+                    self._emit("progress", repo, p)
 
             job.on_progress = report
             folder = job.run()
@@ -135,20 +141,20 @@ class DownloadController(QObject):
             if s.reason == "cancelled":
                 self._remove(repo)
             self._finish(repo)
-            self.stopped.emit(repo, s.reason)
+            self._emit("stopped", repo, s.reason)
             return
         except DownloadError as e:
             self._written.setdefault(repo, []).extend(job.written)
             self._finish(repo)
-            self.failed.emit(repo, e.kind, str(e))
+            self._emit("failed", repo, e.kind, str(e))
             return
         except Exception as e:  # a bug: one line in the window, the traceback in the log
             log.exception("download of %s failed", repo)
             self._finish(repo)
-            self.failed.emit(repo, "network", f"cannot download {repo}: {type(e).__name__}: {e}")
+            self._emit("failed", repo, "network", f"cannot download {repo}: {type(e).__name__}: {e}")
             return
         self._finish(repo)
-        self.finished.emit(repo, str(folder))
+        self._emit("finished", repo, str(folder))
 
     def _finish(self, repo: str) -> None:
         with self._lock:
@@ -171,14 +177,14 @@ class DownloadController(QObject):
             status = getattr(getattr(e, "response", None), "status_code", None)
             why = ("the hub does not accept this token" if status in (401, 403)
                    else "cannot reach the Hugging Face hub to check the token")
-            self.tokenChecked.emit(False, why)
+            self._emit("tokenChecked", False, why)
             return
         try:
             save_token(token)
         except OSError as e:
-            self.tokenChecked.emit(False, f"cannot save the token: {e.strerror or e}")
+            self._emit("tokenChecked", False, f"cannot save the token: {e.strerror or e}")
             return
-        self.tokenChecked.emit(True, str(info.get("name") or "your account"))
+        self._emit("tokenChecked", True, str(info.get("name") or "your account"))
 
 
 def save_token(token: str) -> None:

@@ -171,7 +171,7 @@ class ModelSetup(QObject):
 
     def _failed(self, repo: str, kind: str, message: str) -> None:
         if self.dialog is None or not self.dialog.isVisible():
-            self.window.show_message(message[:1].upper() + message[1:] + ". Open Models… to retry.")
+            self.window.show_message(f"{message[:1].upper()}{message[1:]}. Open Models… to retry.")
 
     def shutdown(self) -> None:
         self.downloads.shutdown()

@@ -132,7 +132,7 @@ def cache_state(repo_id: str, listing: Listing | None = None, patterns: Iterable
     if listing is not None:
         complete = all(_have(folder / f.path, f.size) for f in listing.files)
     else:
-        complete = _complete(folder, list(patterns)) and not any(blobs.glob("*.incomplete"))
+        complete = _complete(folder, list(patterns)) and _shards_complete(folder)
     return CacheState("complete" if complete else "partial" if size else "missing", size, folder)
 
 
@@ -145,6 +145,20 @@ def _snapshot(root: Path, commit: str | None) -> Path | None:
             return None
     folder = root / "snapshots" / commit
     return folder if folder.is_dir() else None
+
+
+def _shards_complete(folder: Path) -> bool:
+    """Every shard the components' index files name is there (a paused download may lack some)."""
+    import json
+
+    for index in folder.glob("*/*.safetensors.index.json"):
+        try:
+            shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not all((index.parent / s).is_file() for s in shards):
+            return False
+    return True
 
 
 def _have(path: Path, size: int | None) -> bool:
@@ -205,7 +219,6 @@ class Download:
             raise DownloadError(f"cannot download {listing.repo_id}: HF_HUB_OFFLINE is set", "offline")
         (root / "refs").mkdir(parents=True, exist_ok=True)
         (root / "blobs").mkdir(parents=True, exist_ok=True)
-        (root / "refs" / "main").write_text(listing.commit)
         todo = [f for f in listing.files if not _have(snapshot / f.path, f.size)]
         self._done = sum(f.size or 0 for f in listing.files if f not in todo)
         self._done += self._partial_bytes(root)
@@ -214,6 +227,9 @@ class Download:
         for f in todo:
             self._check()
             self._fetch(root, snapshot, f)
+        # Last: `main` names this commit only once its snapshot is whole, so a complete older
+        # snapshot (another tool's) keeps working offline while this one is on its way.
+        (root / "refs" / "main").write_text(listing.commit)
         self._report("")
         return snapshot
 
@@ -341,7 +357,7 @@ def _explain(e: Exception, repo_id: str) -> DownloadError:
     if isinstance(e, OfflineModeIsEnabled):
         return DownloadError(f"cannot download {repo_id}: HF_HUB_OFFLINE is set", "offline")
     if isinstance(e, (httpx2.ConnectError, httpx2.TimeoutException)):
-        return DownloadError(f"cannot reach the Hugging Face hub to download {repo_id}: are you offline?", "offline")
+        return DownloadError(f"cannot reach the Hugging Face hub to download {repo_id} (no connection)", "offline")
     if isinstance(e, httpx2.TransportError):
         return DownloadError(f"the connection broke while downloading {repo_id}")
     first = str(e).splitlines()[0] if str(e) else ""

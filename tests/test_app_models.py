@@ -306,3 +306,29 @@ def test_the_engine_names_a_lora_before_fetching_a_base(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError, match="it looks like a LoRA"):
         find_files(lora)
     assert fetched == []
+
+
+def test_quitting_during_a_download_keeps_its_bytes_and_the_next_start_resumes(
+        qtbot, tmp_path, server, tiny_schnell):
+    server.hold_after[VAE] = 2_000_000
+    _, window = open_window(qtbot, tmp_path / "data")
+    row = manager(qtbot, window).rows[SCHNELL]
+    click(qtbot, row.downloadButton)
+    wait_progress(qtbot, row, tiny_schnell)
+    downloads_of_first = window.model_setup.downloads
+    window.close()  # quit with the download running: it pauses
+    server.release.set()
+    qtbot.waitUntil(lambda: not downloads_of_first.is_running(SCHNELL), timeout=TIMEOUT)
+    partial = vae_partial(tiny_schnell)
+    have = partial.stat().st_size
+    assert 0 < have < (tiny_schnell / VAE).stat().st_size
+
+    server.hold_after.clear()
+    _, window = open_window(qtbot, tmp_path / "data")
+    row = manager(qtbot, window).rows[SCHNELL]
+    assert row.stateLabel.text().startswith("Partial") and row.downloadButton.text() == "Resume"
+    with qtbot.waitSignal(window.model_setup.downloads.finished, timeout=TIMEOUT):
+        click(qtbot, row.downloadButton)
+    assert server.file_gets(VAE)[-1].range == f"bytes={have}-"
+    assert (downloads.cache_state(SCHNELL).folder / VAE).read_bytes() == (tiny_schnell / VAE).read_bytes()
+    window.close()
