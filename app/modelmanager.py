@@ -59,6 +59,12 @@ def size_text(entry: CatalogEntry, listing: Listing | None) -> str:
     return f"{format_bytes(listing.total)} download" if listing else f"about {format_bytes(entry.about)} download"
 
 
+def download_phrase(entry: CatalogEntry, listing: Listing | None) -> str:
+    """For a sentence: "a 33.7 GB download", or offline "a download of about 33.7 GB"."""
+    return f"a {format_bytes(listing.total)} download" if listing else \
+        f"a download of about {format_bytes(entry.about)}"
+
+
 def progress_text(p: Progress) -> str:
     parts = [f"{format_bytes(p.done)} of {format_bytes(p.total)}"]
     if p.speed > 0:
@@ -242,7 +248,7 @@ class ModelManagerDialog(QDialog):
         self.downloads = downloads
         precision = recommended_precision()
         self.precision = precision
-        self.precisionLabel = name_widget(QLabel(f"Precision for this Mac: {precision.reason}"), "precisionLabel",
+        self.precisionLabel = name_widget(QLabel(f"Precision this Mac can run · {precision.reason}"), "precisionLabel",
                                           "The weight precision this Mac's memory allows")
         self.precisionLabel.setWordWrap(True)
         self.diskLabel = name_widget(QLabel(), "diskLabel", "Free space where models are stored")

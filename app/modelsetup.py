@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMenu, QPushButton, Q
 from app.downloadcontroller import DownloadController
 from app.machine import recommended_precision
 from app.models import is_local
-from app.modelmanager import CATALOG, ModelManagerDialog, size_text
+from app.modelmanager import CATALOG, ModelManagerDialog, download_phrase
 from app.widgets import name_widget
 from mlx_flux.downloads import cache_state
 from mlx_flux.errors import FluxError
@@ -119,7 +119,11 @@ class ModelSetup(QObject):
             return True
         entry = CATALOG[repo]
         listing = self.downloads.listings.get(repo)
-        self.window.show_message(f"{entry.short} is not on this Mac yet: it is a {size_text(entry, listing)}. "
+        if self.downloads.is_running(repo):
+            self.window.show_message(f"{entry.short} is still downloading: press Generate once it is done.", "info")
+            self.show_manager()
+            return False
+        self.window.show_message(f"{entry.short} is not on this Mac yet: it is {download_phrase(entry, listing)}. "
                                  "Download it in the model manager, or open a model folder or file.", "info")
         self.update_panel()
         self.show_manager()
@@ -152,7 +156,7 @@ class ModelSetup(QObject):
         state = cache_state(repo, listing)
         where = " (partly downloaded: resume it in the manager)" if state.state == "partial" else ""
         self.panel.label.setText(
-            f"<b>{entry.short}</b> is not on this Mac yet{where}. It is a {size_text(entry, listing)} "
+            f"<b>{entry.short}</b> is not on this Mac yet{where}. It is {download_phrase(entry, listing)} "
             f"({entry.licence}); once downloaded it works offline.")
         self.panel.show()
 

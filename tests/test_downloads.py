@@ -133,3 +133,14 @@ def _wait_for(condition, timeout=30.0):
     while not condition():
         assert time.monotonic() < end
         time.sleep(0.02)
+
+
+def test_too_little_disk_space_is_said_before_anything_is_written(server, monkeypatch):
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(downloads.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DownloadError) as e:
+        Download(list_repo(SCHNELL)).run()
+    assert e.value.kind == "disk" and "has 1.0 kB free" in str(e.value)
+    assert not list((downloads.repo_folder(SCHNELL) / "blobs").iterdir())
