@@ -332,3 +332,23 @@ def test_quitting_during_a_download_keeps_its_bytes_and_the_next_start_resumes(
     assert server.file_gets(VAE)[-1].range == f"bytes={have}-"
     assert (downloads.cache_state(SCHNELL).folder / VAE).read_bytes() == (tiny_schnell / VAE).read_bytes()
     window.close()
+
+
+def test_picking_a_hub_model_not_on_disk_offers_it_instead_of_loading(qtbot, tmp_path, offline_cache, monkeypatch):
+    from test_app_support import FakePipeline, fake_loader
+
+    loads = []
+    monkeypatch.setattr(worker_module, "load_pipeline", fake_loader(FakePipeline(), loads))
+    folder = tmp_path / "my-flux"
+    folder.mkdir()
+    _, window = open_window(qtbot, tmp_path / "data", folder)
+    wait_ready(qtbot, window)
+    assert len(loads) == 1 and not window.model_setup.panel.isVisible()
+    window.modelCombo.setFocus()
+    while window.controls.current_model() != "black-forest-labs/FLUX.1-Fill-dev":
+        qtbot.keyClick(window.modelCombo, Qt.Key.Key_Up)  # as a person picks with the keyboard
+    wait_ready(qtbot, window)
+    assert len(loads) == 1  # no load, so no hidden 33 GB download
+    assert window.model_setup.panel.isVisible() and "FLUX.1-Fill-dev" in window.model_setup.panel.label.text()
+    assert "loads on Generate" in window.modelStatusLabel.text()
+    window.close()
