@@ -2,7 +2,8 @@
 
 The precision advice is the memory rule the README gives: the FLUX.1 transformer is 12 billion
 parameters (24 GB in bf16) and T5-XXL another 9.5 GB, so full precision wants about 40 GB while
-generating; 8-bit about half that; 4-bit fits a 16 GB Mac.
+generating; 8-bit about half that; 4-bit fits a 16 GB Mac. The rule is for Apple silicon's unified
+memory; on other systems (MLX on the CPU) the app keeps full precision.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-GB = 1e9
+IS_MAC = sys.platform == "darwin"
 FULL_NEEDS_GB = 40  # bf16 transformer + T5 + working memory while generating
 EIGHT_BIT_NEEDS_GB = 22
 FOUR_BIT_NEEDS_GB = 12
@@ -56,7 +57,10 @@ class Precision:
 
 
 def recommended_precision(memory: int | None = None) -> Precision:
-    """The precision this Mac can run comfortably, with the reason in words."""
+    """The precision this Mac can run comfortably, with the reason in words. Elsewhere MLX runs
+    on the CPU, where quantized matmuls are many times slower than float32: full precision."""
+    if not IS_MAC and memory is None:
+        return Precision(None, "full precision: MLX runs on the CPU here, where quantized weights are much slower")
     memory = physical_memory() if memory is None else memory
     if not memory:
         return Precision(8, "8-bit: this Mac's memory size is unknown; 8-bit needs about "

@@ -77,11 +77,12 @@ def build_menus(w: MainWindow) -> None:
 
     menu = w.menuBar()
     file_menu = menu.addMenu("&File")
-    for item in (w.modelManagerAction, w.openFolderAction, w.openFileAction, None, w.openInputAction, None, w.addLoraAction,
+    for item in (w.openFolderAction, w.openFileAction, None, w.openInputAction, None, w.addLoraAction,
                  w.openLoraFolderAction, None,
                  w.exportAction, w.revealAction,
                  w.openDataAction, None, w.quitAction):
         file_menu.addSeparator() if item is None else file_menu.addAction(item)
+    file_menu.insertAction(w.openFolderAction, w.modelManagerAction)  # Models… first
     edit_menu = menu.addMenu("&Edit")
     for item in (w.copyImageAction, w.copyPromptAction, w.reuseSeedAction, None, w.deleteAction):
         edit_menu.addSeparator() if item is None else edit_menu.addAction(item)

@@ -9,7 +9,6 @@ A model file picked with Open Model File is checked here before it is loaded.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
@@ -37,18 +36,6 @@ def hub_repo(source: str) -> str | None:
 
 def on_disk(repo: str) -> bool:
     return cache_state(repo).state == "complete"
-
-
-IS_MAC = sys.platform == "darwin"
-
-
-def first_run_precision() -> int | None | str:
-    """The precision for a person with no saved choice: the memory rule on a Mac (unified memory
-    the GPU shares); elsewhere (MLX on Linux, the tests) the app keeps its full-precision
-    default. "keep" means no change."""
-    if not IS_MAC:
-        return "keep"
-    return recommended_precision().bits
 
 
 class FirstRunPanel(QFrame):
@@ -164,9 +151,7 @@ class ModelSetup(QObject):
         """First run, no saved precision: the one this Mac's memory allows."""
         if self.window.settings.has_quantize:
             return
-        bits = first_run_precision()
-        if bits != "keep":
-            self.window.controls.set_quantize(bits)
+        self.window.controls.set_quantize(recommended_precision().bits)
 
     def _downloaded(self, repo: str, folder: str) -> None:
         if hub_repo(self.window.controls.current_model() or "") == repo:

@@ -95,7 +95,7 @@ def test_first_run_panel_offers_download_and_opening_a_model(qtbot, tmp_path, of
 def test_the_precision_follows_the_macs_memory_unless_chosen(qtbot, tmp_path, offline_cache, monkeypatch):
     import app.machine as machine
 
-    monkeypatch.setattr(modelsetup, "IS_MAC", True)
+    monkeypatch.setattr(machine, "IS_MAC", True)
     monkeypatch.setattr(machine, "physical_memory", lambda: 16 * 2**30)
     _, window = open_window(qtbot, tmp_path / "data")
     assert window.quantizeCombo.currentData() == 4
@@ -352,3 +352,22 @@ def test_picking_a_hub_model_not_on_disk_offers_it_instead_of_loading(qtbot, tmp
     assert window.model_setup.panel.isVisible() and "FLUX.1-Fill-dev" in window.model_setup.panel.label.text()
     assert "loads on Generate" in window.modelStatusLabel.text()
     window.close()
+
+
+def test_models_is_the_first_item_of_the_file_menu_with_its_own_shortcut(qtbot, tmp_path, offline_cache):
+    _, window = open_window(qtbot, tmp_path / "data")
+    file_menu = window.menuBar().actions()[0].menu()
+    assert file_menu.actions()[0] is window.modelManagerAction
+    assert window.modelManagerAction.text() == "Models…"
+    shortcut = window.modelManagerAction.shortcut()
+    others = [a for a in window.findChildren(type(window.modelManagerAction)) if a is not window.modelManagerAction]
+    assert not shortcut.isEmpty() and all(shortcut not in a.shortcuts() for a in others)
+    window.close()
+
+
+def test_off_a_mac_the_app_keeps_full_precision(monkeypatch):
+    import app.machine as machine
+
+    monkeypatch.setattr(machine, "IS_MAC", False)
+    monkeypatch.setattr(machine, "physical_memory", lambda: 16 * 2**30)
+    assert machine.recommended_precision().bits is None
