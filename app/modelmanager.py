@@ -103,6 +103,7 @@ class ModelRow(QFrame):
         self.entry, self.downloads = entry, downloads
         self.listing: Listing | None = downloads.listings.get(entry.repo)
         self.error: tuple[str, str] | None = None  # (kind, message) of the last failure
+        self.pausing = False  # Pause pressed, the transfer not stopped yet
         v = entry.variant
         name_widget(self, f"{v}ModelRow", entry.title)
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -155,7 +156,7 @@ class ModelRow(QFrame):
         grid.addLayout(buttons, 6, 0, 1, 2)
 
         self.downloadButton.clicked.connect(self.start)
-        self.pauseButton.clicked.connect(lambda: downloads.pause(entry.repo))
+        self.pauseButton.clicked.connect(self.pause)
         self.cancelButton.clicked.connect(self.cancel)
         self.useButton.clicked.connect(lambda: self.useRequested.emit(entry.repo))
         self.openLicenceButton.clicked.connect(lambda: open_url(LICENCE_URL.format(repo=entry.repo)))
@@ -166,6 +167,11 @@ class ModelRow(QFrame):
     def start(self) -> None:
         self.error = None
         self.downloads.start(self.entry.repo)
+        self.refresh()
+
+    def pause(self) -> None:
+        self.downloads.pause(self.entry.repo)
+        self.pausing = True  # until the transfer stops, at its next bytes
         self.refresh()
 
     def cancel(self) -> None:
@@ -190,7 +196,7 @@ class ModelRow(QFrame):
     def on_progress(self, p: Progress) -> None:
         self.progressBar.setValue(int(1000 * p.done / p.total) if p.total else 0)
         self.progressLabel.setText(progress_text(p))
-        self.stateLabel.setText("Downloading…")
+        self.stateLabel.setText("Pausing…" if self.pausing else "Downloading…")
 
     def on_failed(self, kind: str, message: str) -> None:
         self.error = (kind, message)
@@ -209,7 +215,7 @@ class ModelRow(QFrame):
         state = cache_state(repo, self.listing)
         self.sizeLabel.setText(size_text(self.entry, self.listing))
         if running:
-            self.stateLabel.setText("Downloading…")
+            self.stateLabel.setText("Pausing…" if self.pausing else "Downloading…")
         elif state.state == "complete":
             self.stateLabel.setText("On disk · complete")
         elif state.state == "partial":
@@ -219,7 +225,9 @@ class ModelRow(QFrame):
         complete = state.state == "complete" and not running
         self.downloadButton.setVisible(not running and not complete)
         self.downloadButton.setText("Retry" if self.error else "Resume" if state.state == "partial" else "Download")
+        self.pausing = self.pausing and running
         self.pauseButton.setVisible(running)
+        self.pauseButton.setEnabled(not self.pausing)
         self.cancelButton.setVisible(running or state.state == "partial")
         self.useButton.setVisible(complete)
         self.progressBar.setVisible(running or state.state == "partial")

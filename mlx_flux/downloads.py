@@ -275,6 +275,7 @@ class Download:
         partial = blob.with_name(blob.name + ".incomplete")
         failures = 0
         while True:
+            self._check()  # also between two attempts on a flaky network
             have = partial.stat().st_size if partial.exists() else 0
             if size is not None and have == size:
                 break
@@ -306,6 +307,7 @@ class Download:
                     raise DownloadError(f"cannot download {self.listing.repo_id}: the disk is full", "disk") from e
                 raise DownloadError(f"cannot write {partial}: {e}") from e
             except (httpx2.TransportError, httpx2.StreamError) as e:
+                self._check()
                 failures += 1
                 if failures > RETRIES:
                     raise _explain(e, self.listing.repo_id) from e

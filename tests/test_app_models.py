@@ -152,7 +152,8 @@ def test_pause_resume_after_a_restart_then_generate_offline(qtbot, tmp_path, ser
     assert row.pauseButton.isVisible() and not row.downloadButton.isVisible()
     with qtbot.waitSignal(window.model_setup.downloads.stopped, timeout=TIMEOUT):
         click(qtbot, row.pauseButton)
-        server.release.set()
+        assert row.stateLabel.text() == "Pausing…" and not row.pauseButton.isEnabled()
+        server.release.set()  # the server sends on; the transfer stops at those bytes
     assert row.stateLabel.text().startswith("Partial")
     assert row.downloadButton.text() == "Resume"
     partial = vae_partial(tiny_schnell)
