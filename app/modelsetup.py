@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMenu, QPushButton, Q
 from app.downloadcontroller import DownloadController
 from app.machine import recommended_precision
 from app.models import is_local
-from app.modelmanager import CATALOG, ModelManagerDialog, download_phrase
+from app.modelmanager import CATALOG, ModelManagerDialog, download_phrase, progress_text
 from app.widgets import name_widget
 from mlx_flux.downloads import cache_state
 from mlx_flux.errors import FluxError
@@ -74,6 +74,8 @@ class ModelSetup(QObject):
         self.panel.downloadButton.clicked.connect(self.show_manager)
         self.downloads.finished.connect(self._downloaded)
         self.downloads.failed.connect(self._failed)
+        self.downloads.progress.connect(self._progress)
+        self.downloads.stopped.connect(lambda repo, reason: self.update_panel())
 
     def connect_menus(self) -> None:
         """After build_menus: the panel's open button offers the File menu's two open actions."""
@@ -152,6 +154,11 @@ class ModelSetup(QObject):
         if self.window.settings.has_quantize:
             return
         self.window.controls.set_quantize(recommended_precision().bits)
+
+    def _progress(self, repo: str, p) -> None:
+        if self.panel.isVisible() and hub_repo(self.window.controls.current_model() or "") == repo:
+            self.panel.label.setText(f"Downloading <b>{CATALOG[repo].short}</b>: {progress_text(p)}. "
+                                     "Pause or cancel it in the model manager.")
 
     def _downloaded(self, repo: str, folder: str) -> None:
         if hub_repo(self.window.controls.current_model() or "") == repo:

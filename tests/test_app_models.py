@@ -150,6 +150,7 @@ def test_pause_resume_after_a_restart_then_generate_offline(qtbot, tmp_path, ser
     click(qtbot, row.downloadButton)
     wait_progress(qtbot, row, tiny_schnell)
     assert row.pauseButton.isVisible() and not row.downloadButton.isVisible()
+    qtbot.waitUntil(lambda: "Downloading" in window.model_setup.panel.label.text(), timeout=TIMEOUT)
     with qtbot.waitSignal(window.model_setup.downloads.stopped, timeout=TIMEOUT):
         click(qtbot, row.pauseButton)
         assert row.stateLabel.text() == "Pausing…" and not row.pauseButton.isEnabled()
