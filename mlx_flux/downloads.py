@@ -186,6 +186,7 @@ class Download:
         self._stop: str | None = None
         self._lock = threading.Lock()
         self._samples: list[tuple[float, int]] = []  # (time, bytes done) for the speed
+        self._done = 0  # bytes of the needed files on disk
         self.written: list[Path] = []  # files this run completed (a cancel removes them)
 
     def pause(self) -> None:
@@ -285,7 +286,7 @@ class Download:
                 headers["Range"] = f"bytes={have}-"
             try:
                 with get_session().stream("GET", url, headers=headers, follow_redirects=True,
-                                          timeout=constants_timeout()) as response:
+                                          timeout=_timeout()) as response:
                     if response.status_code == 416:  # nothing left to send: start over
                         partial.unlink(missing_ok=True)
                         continue
@@ -330,7 +331,7 @@ class Download:
             self.on_progress(Progress(self._done, self.listing.total, max(speed, 0.0), name))
 
 
-def constants_timeout() -> float:
+def _timeout() -> float:
     from huggingface_hub import constants
 
     return float(getattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 10) or 10)
