@@ -121,19 +121,20 @@ def list_repo(repo_id: str, patterns: Iterable[str] = FULL_PATTERNS, token: str 
 
 
 def cache_state(repo_id: str, listing: Listing | None = None, patterns: Iterable[str] = FULL_PATTERNS) -> CacheState:
-    """What the cache holds of `repo_id`: complete (every needed file; with a listing, at its
-    commit and size), partial (some bytes) or missing. Reads the disk only."""
+    """What the cache holds of `repo_id`: complete (every needed file: at the listing's commit
+    and sizes, or in the snapshot `main` names, which is what `hub.resolve` uses offline),
+    partial (some bytes) or missing. Reads the disk only."""
     root = repo_folder(repo_id)
     blobs = root / "blobs"
     size = sum(f.stat().st_size for f in blobs.iterdir() if f.is_file()) if blobs.is_dir() else 0
-    folder = _snapshot(root, listing.commit if listing else None)
-    if folder is None:
-        return CacheState("partial" if size else "missing", size, None)
     if listing is not None:
-        complete = all(_have(folder / f.path, f.size) for f in listing.files)
-    else:
-        complete = _complete(folder, list(patterns)) and _shards_complete(folder)
-    return CacheState("complete" if complete else "partial" if size else "missing", size, folder)
+        folder = _snapshot(root, listing.commit)
+        if folder is not None and all(_have(folder / f.path, f.size) for f in listing.files):
+            return CacheState("complete", size, folder)
+    main = _snapshot(root, None)  # an older commit another tool fetched still works
+    if main is not None and _complete(main, list(patterns)) and _shards_complete(main):
+        return CacheState("complete", size, main)
+    return CacheState("partial" if size else "missing", size, main)
 
 
 def _snapshot(root: Path, commit: str | None) -> Path | None:

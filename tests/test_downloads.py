@@ -144,3 +144,12 @@ def test_too_little_disk_space_is_said_before_anything_is_written(server, monkey
         Download(list_repo(SCHNELL)).run()
     assert e.value.kind == "disk" and "has 1.0 kB free" in str(e.value)
     assert not list((downloads.repo_folder(SCHNELL) / "blobs").iterdir())
+
+
+def test_a_complete_older_snapshot_counts_as_on_disk(server, tiny_schnell):
+    from dataclasses import replace
+
+    Download(list_repo(SCHNELL)).run()
+    newer = replace(list_repo(SCHNELL), commit="f" * 40)  # the hub has moved on since
+    state = cache_state(SCHNELL, newer)
+    assert state.state == "complete" and state.folder.name == "0123456789abcdef0123456789abcdef01234567"
