@@ -47,6 +47,8 @@ def build_menus(w: MainWindow) -> None:
     w.rerunAction = action("Re-run Selected", w.history_controller.rerun_selected, "Ctrl+R", "rerunAction")
     w.openFolderAction = action("Open Model Folder…", w.choose_model_folder, QKeySequence.StandardKey.Open)
     w.openFileAction = action("Open Model File…", w.choose_model_file)
+    w.modelManagerAction = action("Models…", w.model_setup.show_manager, "Ctrl+Shift+M", "modelManagerAction",
+                                  "Download FLUX.1 models, see what is on disk and what this Mac can run")
     w.addLoraAction = action("Add LoRA…", w.lora_controller.choose_files, None, "addLoraAction",
                              "Add LoRA .safetensors files to the active list")
     w.openLoraFolderAction = action("Open LoRA Folder", w.lora_controller.open_library_folder, None,
@@ -80,6 +82,7 @@ def build_menus(w: MainWindow) -> None:
                  w.exportAction, w.revealAction,
                  w.openDataAction, None, w.quitAction):
         file_menu.addSeparator() if item is None else file_menu.addAction(item)
+    file_menu.insertAction(w.openFolderAction, w.modelManagerAction)  # Models… first
     edit_menu = menu.addMenu("&Edit")
     add_standard_edit_actions(w, edit_menu)
     for item in (w.copyImageAction, w.copyPromptAction, w.reuseSeedAction, None, w.deleteAction):
@@ -98,6 +101,7 @@ def build_menus(w: MainWindow) -> None:
     open_menu.addAction(w.openFileAction)
     w.controls.openModelButton.setMenu(open_menu)
     w.controls.openModelButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+    w.model_setup.connect_menus()
 
     # Context menus on the image and the history list.
     w.previewView.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)

@@ -84,6 +84,12 @@ class PreferencesDialog(QDialog):
         form.addRow("Data folder", folder_row)
         form.addRow("", self.dataFolderNote)
         form.addRow("Default precision", self.defaultPrecisionCombo)
+        from app.machine import recommended_precision  # light: no MLX import
+
+        self.precisionReasonLabel = name_widget(QLabel(f"Automatic means {recommended_precision().reason}."),
+                                                "precisionReasonLabel", "Why Automatic picks this precision")
+        self.precisionReasonLabel.setWordWrap(True)
+        form.addRow("", self.precisionReasonLabel)
         form.addRow("Previews", self.livePreviewsCheck)
         form.addRow("Notifications", self.notifyCheck)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

@@ -70,6 +70,11 @@ class Settings:
         self._set("lora/known", known[:MAX_KNOWN_LORAS])
 
     @property
+    def has_quantize(self) -> bool:
+        """Whether a precision was ever saved (a first run has none)."""
+        return self._qs.contains("model/quantize")
+
+    @property
     def quantize(self) -> int | None:
         bits = self._get("model/quantize", 0, int)
         return bits if bits in (4, 8) else None

@@ -39,6 +39,7 @@ from app.notify import FinishNotifier
 from app.panels import restore_panels
 from app.preferences import apply_preferences
 from app.models import display_name, guess_variant, is_local, known_models
+from app.modelsetup import ModelSetup
 from app.params import GenerationParams, ModelChoice
 from app.paths import DataDir
 from app.restore import RestoreController
@@ -149,6 +150,7 @@ class MainWindow(QMainWindow):
         apply_preferences(self)
         self.notifier = FinishNotifier(self, lambda: self.settings.notify_finished)
         apply_focus_ring(self)
+        self.model_setup = ModelSetup(self)  # first run, the model manager, downloads
 
     def _connect(self) -> None:
         c, q = self.controls, self.queue
@@ -191,6 +193,7 @@ class MainWindow(QMainWindow):
                 continue  # a folder that was moved or deleted since
             c.add_model(source)
         c.set_quantize(s.startup_quantize())
+        self.model_setup.apply_default_precision()  # Automatic on a first run: what this Mac's memory allows
         c.set_size(*s.size)
         c.countSpin.setValue(s.image_count)
         if (geometry := s.window_state("geometry")) is not None:
@@ -209,6 +212,7 @@ class MainWindow(QMainWindow):
         if is_local(model):
             self.queue.load_model(ModelChoice(model, c.quantize()), self._size())
         self._update_model_status()
+        self.model_setup.update_panel()
 
     def save_settings(self) -> None:
         s, c = self.settings, self.controls
@@ -247,6 +251,8 @@ class MainWindow(QMainWindow):
 
     def submit(self, requests: list[GenerationParams]) -> list[Job]:
         """Queue `requests`; the view follows the live previews again."""
+        if requests and not self.model_setup.ready(requests[0].choice.source):
+            return []  # a known model not on disk: the manager downloads it, not a hidden load
         self.follow_live()
         jobs = self.queue.submit(requests)
         self.viewer.note_submitted(jobs)  # several images of one submit: a grid once done
@@ -329,8 +335,11 @@ class MainWindow(QMainWindow):
         self.settings.quantize = choice.quantize
         if self.model_info is None or self.model_info.choice.source != source:
             self.controls.apply_variant(guess_variant(source), reset_values=not keep_values)
+        self.model_setup.update_panel()
         if self.model_info is not None and self.model_info.choice == choice or self.queue.loading == choice:
             return  # already warm, or on its way
+        if load and self.model_setup.needs_download(source):
+            load = False  # a 33 GB download waits for the model manager
         if load:
             self.queue.load_model(choice, self._size())
         self._update_model_status()
@@ -347,7 +356,7 @@ class MainWindow(QMainWindow):
     def choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open Model File", self._model_dialog_dir(),
                                               "FLUX checkpoint (*.safetensors)")
-        if path:
+        if path and self.model_setup.check_file(path):  # a LoRA or SD file: said before any download
             self.choose_model(path)
 
     def _model_dialog_dir(self) -> str:
@@ -641,6 +650,7 @@ class MainWindow(QMainWindow):
                 self.save_settings()
             except Exception:
                 log.exception("saving settings failed")
+            self.model_setup.shutdown()
             self.run_control.shutdown()
             self.history.close()
         super().closeEvent(event)

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import hub, quantized_io, variants
+from . import file_kind, hub, quantized_io, variants
 from .errors import ModelNotFoundError
 from .sampler import check_scheduler_config
 from .schema import ConfigError, check, read_json
@@ -90,6 +90,7 @@ def _quantized_folder(path: Path, name: str) -> ModelFiles:
 def _single_file(file: Path, name: str, base, progress) -> ModelFiles:
     if file.suffix not in (".safetensors", ".sft"):
         raise ModelNotFoundError(f"not a safetensors checkpoint: {file}")
+    file_kind.check_model_file(file)  # a LoRA or an SD checkpoint: said before any base is fetched
     base = base if base is not None else detect_variant(file).repo
     base_path = hub.resolve(base, patterns=hub.BASE_PATTERNS, progress=progress)
     missing = [c for c in TEXT_PARTS if not (base_path / c).is_dir()]
