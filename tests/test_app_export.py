@@ -17,7 +17,6 @@ import app.worker as worker_module
 from mlx_flux.engine import GenerationResult
 from test_app_support import TIMEOUT, FakePipeline, fake_loader, open_window, set_spin, type_prompt, wait_ready
 
-HUB_MODEL = "black-forest-labs/FLUX.1-schnell"
 
 
 class NoisyPipeline(FakePipeline):
@@ -26,6 +25,14 @@ class NoisyPipeline(FakePipeline):
     def _result(self, request) -> GenerationResult:
         pixels = np.random.default_rng(request.seed).integers(0, 256, (request.height, request.width, 3), np.uint8)
         return GenerationResult(image=Image.fromarray(pixels), latents=None, request=request)
+
+
+def local_model(folder: Path) -> Path:
+    """A model folder (the fake pipeline stands in for it): a hub model not on disk would open
+    the model manager instead of generating."""
+    model = folder / "fake-model"
+    model.mkdir(exist_ok=True)
+    return model
 
 
 @pytest.fixture
@@ -40,7 +47,7 @@ def home(monkeypatch, tmp_path) -> Path:
 @pytest.fixture
 def window(qtbot, tmp_path, home, monkeypatch):
     monkeypatch.setattr(worker_module, "load_pipeline", fake_loader(NoisyPipeline()))
-    _, w = open_window(qtbot, tmp_path / "data", HUB_MODEL)
+    _, w = open_window(qtbot, tmp_path / "data", local_model(tmp_path))
     yield w
     w.close()
 

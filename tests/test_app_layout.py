@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QAbstractButton, QAbstractSlider, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit, QScrollBar, QWidget,
 )
 
+import app.modelsetup as modelsetup
 import app.worker as worker_module
 from test_app_support import TIMEOUT, FakePipeline, open_window, set_spin, type_prompt, wait_ready
 from test_app_window import seed_history
@@ -32,6 +33,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setattr(worker_module, "load_pipeline", fake_hub_loader)
+    monkeypatch.setattr(modelsetup, "on_disk", lambda repo: True)  # as if downloaded: the loader stands in
 
 
 @pytest.fixture

@@ -15,7 +15,14 @@ import app.preferences as preferences_module
 import app.worker as worker_module
 from test_app_support import TIMEOUT, FakePipeline, fake_loader, open_window, set_spin, type_prompt, wait_ready
 
-HUB_MODEL = "black-forest-labs/FLUX.1-schnell"
+
+
+def local_model(folder: Path) -> Path:
+    """A model folder (the fake pipeline stands in for it): a hub model not on disk would open
+    the model manager instead of generating."""
+    model = folder / "fake-model"
+    model.mkdir(exist_ok=True)
+    return model
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +45,7 @@ def data_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def window(qtbot, data_dir, pipe):
-    _, w = open_window(qtbot, data_dir, HUB_MODEL)
+    _, w = open_window(qtbot, data_dir, local_model(data_dir.parent))
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow)
     yield w
