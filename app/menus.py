@@ -106,3 +106,17 @@ def build_menus(w: MainWindow) -> None:
                               w.revealAction, delete_key])
     remove = action("Remove from Queue", w.controls.remove_selected_from_queue)
     w.queueList.addAction(remove)
+
+    # -- history entries: selecting only shows one; these restore from it, when asked ----------
+    hc = w.history_controller
+    w.usePromptAction = action("Use Prompt", hc.use_prompt, "Ctrl+Alt+P", "usePromptAction",
+                               "Replace the prompt with the selected entry's (Undo brings yours back)")
+    w.useSeedAction = action("Use Seed", hc.use_seed, "Ctrl+Alt+S", "useSeedAction",
+                             "Lock the seed to the selected entry's")
+    w.useSettingsAction = action("Use Settings", hc.use_settings, "Ctrl+Alt+U", "useSettingsAction",
+                                 "All of the selected entry's settings; a different model is asked for first")
+    w.findAction = action("Find in History", hc.focus_search, QKeySequence.StandardKey.Find, "findAction",
+                          "Search the history by prompt or seed")
+    edit_menu.addSeparator()
+    edit_menu.addActions([w.usePromptAction, w.useSeedAction, w.useSettingsAction, w.findAction])
+    w.historyList.insertActions(w.rerunAction, [w.useSettingsAction, w.usePromptAction, w.useSeedAction])

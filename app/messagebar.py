@@ -10,6 +10,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStyle, QToolButton, QWidget
 
 INFO_TIMEOUT_MS = 8000
+# What a message is about, where something later can make it untrue: a model that could not be
+# loaded is old news once a model has loaded (other messages stay until dismissed).
+MODEL_LOAD = "model-load"
 
 
 class MessageBar(QFrame):
@@ -22,6 +25,7 @@ class MessageBar(QFrame):
         self.setBackgroundRole(self.palette().ColorRole.AlternateBase)
         self.setAutoFillBackground(True)
         self.kind = ""
+        self.topic = ""
 
         self.icon = QLabel()
         self.label = QLabel()
@@ -50,8 +54,9 @@ class MessageBar(QFrame):
     def text(self) -> str:
         return self.label.text()
 
-    def show_message(self, text: str, kind: str = "error") -> None:
-        """kind: "error" (stays), "warning" (stays) or "info" (hides after a few seconds)."""
+    def show_message(self, text: str, kind: str = "error", topic: str = "") -> None:
+        """kind: "error" (stays), "warning" (stays) or "info" (hides after a few seconds);
+        `topic`: what it is about, for `dismiss_topic`."""
         icons = {
             "error": QStyle.StandardPixmap.SP_MessageBoxCritical,
             "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
@@ -60,7 +65,7 @@ class MessageBar(QFrame):
         size = self.style().pixelMetric(QStyle.PixelMetric.PM_SmallIconSize)
         self.icon.setPixmap(self.style().standardIcon(icons.get(kind, icons["info"])).pixmap(size, size))
         self.label.setText(text)
-        self.kind = kind
+        self.kind, self.topic = kind, topic
         self.setAccessibleDescription(text)
         self.show()
         if kind == "info":
@@ -70,5 +75,10 @@ class MessageBar(QFrame):
 
     def dismiss(self) -> None:
         self._timer.stop()
-        self.kind = ""
+        self.kind = self.topic = ""
         self.hide()
+
+    def dismiss_topic(self, topic: str) -> None:
+        """Dismiss the message shown if it is about `topic` (and leave any other)."""
+        if self.kind and self.topic == topic:
+            self.dismiss()
