@@ -87,9 +87,6 @@ def test_picking_entries_with_the_mouse_and_arrow_keys_only_shows_them(qtbot, wi
     click_history_row(qtbot, window, 0)  # the newest: "a paper boat"
     assert window.shown.entry_id == second.id and "seed 502" in window.imageInfoLabel.text()
     qtbot.keyClick(window.historyList, Qt.Key.Key_Down)  # on to the lighthouse
-    assert window.shown.entry_id == first.id and window.previewView.image().width() == 96
-    assert "seed 501" in window.imageInfoLabel.text() and "3 steps" in window.imageInfoLabel.text()
-    assert "an old lighthouse" in window.imageInfoLabel.toolTip()
 
     # The controls are the person's: no prompt overwritten, no seed locked, no 8-bit reload.
     assert window.promptEdit.toPlainText() == "my words"
@@ -97,6 +94,11 @@ def test_picking_entries_with_the_mouse_and_arrow_keys_only_shows_them(qtbot, wi
     assert (window.widthSpin.value(), window.heightSpin.value()) == size and window.stepsSlider.value() == 4
     assert window.controls.quantize() is None and window.queue.loading is None and len(isolated) == loads
     assert window.model_info.choice.quantize is None
+
+    # The image is in view, with its settings in the caption and its prompt in the caption's tooltip.
+    assert window.shown.entry_id == first.id and window.previewView.image().width() == 96
+    assert "seed 501" in window.imageInfoLabel.text() and "3 steps" in window.imageInfoLabel.text()
+    assert "an old lighthouse" in window.imageInfoLabel.toolTip()
 
 
 def test_use_prompt_replaces_the_prompt_and_undo_brings_the_typed_one_back(qtbot, window):
