@@ -264,7 +264,7 @@ def test_an_image_picked_in_the_history_stays_in_view_while_the_batch_goes_on(qt
     with qtbot.waitSignal(window.queue.progress, timeout=TIMEOUT):
         qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
     assert window.previewView.is_preview() and window.previewView.image() != finished
-    assert window.imageInfoLabel.text().startswith("Generating · seed 20")
+    assert window.imageInfoLabel.text().startswith(f"Generating · seed {seed_before}")  # the controls' seed
     with qtbot.waitSignal(window.queue.finished, timeout=TIMEOUT) as blocker:
         steps.release(4)
     wait_ready(qtbot, window)
