@@ -49,8 +49,9 @@ def settings_parts(entry: HistoryEntry) -> list[str]:
 def info_line(entry: HistoryEntry, metrics: QFontMetrics, width: int, now: float | None = None) -> tuple[str, str]:
     """A row's settings line as (settings, 'seed 42 · 3 min ago'): the seed and the age tell
     rows apart, so they are drawn whole at the right and only the settings before them are
-    elided to fit `width`."""
+    elided to fit `width` (in a panel too narrow for even those two, the age is cut first)."""
     tail = f"seed {entry.request.seed} · {age(entry.created_at, now)}"
+    tail = metrics.elidedText(tail, Qt.TextElideMode.ElideRight, width)
     room = width - metrics.horizontalAdvance(tail) - metrics.horizontalAdvance(" · ")
     head = metrics.elidedText(" · ".join(settings_parts(entry)), Qt.TextElideMode.ElideRight, room) \
         if room > metrics.horizontalAdvance("…") else ""

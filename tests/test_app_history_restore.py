@@ -253,7 +253,10 @@ def test_a_row_with_long_settings_keeps_its_seed_and_age(qtbot, window):
     now = time.time()
     entry = add_entry(window, "a very long prompt about a lighthouse on a cliff at dusk " * 4, 123456789,
                       model="FLUX.1-Kontext-dev-finetuned-on-a-very-long-name", created_at=now - 300)
-    window.splitter.setSizes([320, 800, 200])  # the history at its narrowest
+    # The history at the width the window gives it on a laptop screen (the test screen is smaller).
+    window.resize(1320, 820)
+    window.splitter.setSizes([320, 680, 320])
+    assert window.historyPanel.width() == 320
     view = window.historyList
     index = window.historyModel.index(0)
     option = QStyleOptionViewItem()
