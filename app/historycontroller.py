@@ -48,7 +48,7 @@ class HistoryController:
         # the view follows a run).
         self.list.clicked.connect(self._on_history_clicked)
         self.list.doubleClicked.connect(lambda index: self.use_settings())
-        self._enter_keys = []
+        self._enter_keys: list[QShortcut] = []
         for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             shortcut = QShortcut(QKeySequence(key), self.list)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)  # the list's own key, not the window's
