@@ -6,7 +6,7 @@ It knows nothing about the worker: the window reads `params()` and calls `apply_
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QKeyCombination, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence
+from PySide6.QtGui import QKeyEvent, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
     QPlainTextEdit, QPushButton, QSizePolicy, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
@@ -50,6 +50,18 @@ class PromptEdit(QPlainTextEdit):
 
     def text(self) -> str:
         return self.toPlainText()
+
+    def replace_text(self, text: str) -> None:
+        """Replace the whole prompt as one edit that Cmd+Z (Ctrl+Z) undoes: setPlainText would
+        clear the undo history, and with it what the person had typed."""
+        if text == self.toPlainText():
+            return
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        cursor.select(QTextCursor.SelectionType.Document)
+        cursor.insertText(text)
+        cursor.endEditBlock()
+        self.setTextCursor(cursor)  # the caret after the new text, as after typing it
 
 
 class SizeSpin(QSpinBox):
@@ -363,7 +375,7 @@ class ControlsPanel(QWidget):
         Values the controls cannot hold are fitted: sizes snap to multiples of 16, a seed above
         the spin box's range is folded into it."""
         if prompt:
-            self.promptEdit.setPlainText(request.prompt)
+            self.promptEdit.replace_text(request.prompt)
         self.set_size(request.width, request.height)
         if request.steps:
             if request.steps > self.stepsSlider.maximum():

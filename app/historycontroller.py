@@ -1,5 +1,10 @@
-"""What the window does with its history: list and search it, show and restore an entry when it
-is selected, re-run it, copy its prompt, delete it (its image goes to the Trash).
+"""What the window does with its history: list and search it, show an entry's image when it is
+selected, restore its prompt, its seed or all its settings when asked (Use Prompt, Use Seed,
+Use Settings; double-click or Enter is Use Settings), re-run it, copy its prompt, delete it
+(its image goes to the Trash).
+
+Selecting only looks: stepping through the history with the arrow keys must not overwrite the
+prompt being written, lock the seed, or reload a model of many GB.
 
 `HistoryController` is owned by the main window: it works on the window's history panel and
 store, its shown image and (through the restore controller) its controls.
@@ -10,14 +15,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex
-from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtGui import QGuiApplication, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMessageBox
 
 from typing import TYPE_CHECKING
 
 from app.history import HistoryEntry, HistoryError
-from app.historyview import EntryRole
+from app.historyview import EntryRole, summary
 from app.imagepanel import Shown
 from app.worker import Job
 
@@ -39,12 +44,23 @@ class HistoryController:
         p = self.panel
         p.historySearch.textChanged.connect(lambda _: self.refresh_history())
         self.list.selectionModel().currentChanged.connect(self._on_history_current)
-        # A click restores even the entry that is already current (e.g. the image just made).
+        # A click shows even the entry that is already current (e.g. the image just made, while
+        # the view follows a run).
         self.list.clicked.connect(self._on_history_clicked)
+        self.list.doubleClicked.connect(lambda index: self.use_settings())
+        self._enter_keys: list[QShortcut] = []
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            shortcut = QShortcut(QKeySequence(key), self.list)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)  # the list's own key, not the window's
+            shortcut.activated.connect(self.use_settings)
+            self._enter_keys.append(shortcut)
         self.list.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
         p.rerunButton.clicked.connect(self.rerun_selected)
         p.copyPromptButton.clicked.connect(self.copy_selected_prompt)
         p.deleteButton.clicked.connect(self.delete_selected)
+        p.usePromptButton.clicked.connect(self.use_prompt)
+        p.useSeedButton.clicked.connect(self.use_seed)
+        p.useSettingsButton.clicked.connect(self.use_settings)
 
     def _select_quietly(self, index, flag) -> None:
         view = self.window.view
@@ -79,35 +95,66 @@ class HistoryController:
         has = self.selected_entry() is not None
         w, p = self.window, self.panel
         for widget in (p.rerunButton, p.copyPromptButton, p.deleteButton, w.rerunAction,
-                       w.copyPromptAction, w.deleteAction, w.useEntryAsInputAction):
+                       w.copyPromptAction, w.deleteAction, w.useEntryAsInputAction,
+                       p.usePromptButton, p.useSeedButton, p.useSettingsButton, w.usePromptAction,
+                       w.useSeedAction, w.useSettingsAction):
             widget.setEnabled(has)
 
     def _on_history_current(self, current: QModelIndex, previous: QModelIndex) -> None:
         self.update_actions()
         entry = current.data(EntryRole) if current.isValid() else None
         if entry is not None and not self.window.view.selecting_quietly:
-            self.restore_entry(entry)
+            self.view_entry(entry)
 
     def _on_history_clicked(self, index: QModelIndex) -> None:
         entry = index.data(EntryRole)
-        if entry is not None:  # restoring twice (current change + click) is harmless
-            self.restore_entry(entry)
+        if entry is not None:  # showing twice (current change + click) is harmless
+            self.view_entry(entry)
 
-    def restore_entry(self, entry: HistoryEntry) -> None:
-        """Show the entry's image and put all its settings back in the controls."""
+    def view_entry(self, entry: HistoryEntry) -> None:
+        """Show the entry's image, its settings in the caption and its prompt in the caption's
+        tooltip; the controls stay as they are."""
         w = self.window
         image = QImage(str(entry.image_path))
         if image.isNull():
             w.show_message(f"The image file of this entry is missing: {entry.image_path}", "warning")
         w.show_image(Shown(image, entry.params, entry.image_path if not image.isNull() else None, entry.id))
         w.set_pinned(not image.isNull())
-        w.restorer.restore_params(entry.params)
+        w.imageInfoLabel.setToolTip(f"{entry.prompt}\n{summary(entry)}\n{entry.image_path}")
+
+    # -- restoring, only when asked -------------------------------------------------------------
+    def use_prompt(self) -> None:
+        """The entry's prompt replaces the one in the box (Cmd+Z brings the old one back)."""
+        entry = self.selected_entry()
+        if entry is not None:
+            self.window.controls.promptEdit.replace_text(entry.prompt)
+            self.window.statusBar().showMessage("Prompt replaced (Undo brings yours back)", 4000)
+
+    def use_seed(self) -> None:
+        """Lock the seed to the entry's: the next image varies only with what is changed."""
+        entry = self.selected_entry()
+        if entry is not None and entry.seed is not None:
+            self.window.controls.set_seed(entry.seed, lock=True)
+            self.window.statusBar().showMessage(f"Seed locked to {entry.seed}", 4000)
+
+    def use_settings(self) -> None:
+        """Everything the entry was made with back in the controls; a different model is asked for."""
+        entry = self.selected_entry()
+        if entry is not None:
+            self.window.restorer.use_settings(entry.params)
+            self.window.statusBar().showMessage("Settings of this image restored", 4000)
+
+    def focus_search(self) -> None:
+        search = self.panel.historySearch
+        search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        search.selectAll()
 
     def rerun_selected(self) -> list[Job]:
+        """Make the entry again with its own settings (and model, if the person agrees to switch)."""
         entry = self.selected_entry()
         if entry is None:
             return []
-        params = self.window.restorer.restore_params(entry.params)
+        params = self.window.restorer.use_settings(entry.params)
         if params.request.image is not None and params.input is None:
             return []  # its input image is gone (the restore said so): it cannot be made again
         if params.request.mask is not None and params.mask is None:

@@ -29,16 +29,34 @@ PADDING = 8
 
 def summary(entry: HistoryEntry) -> str:
     """One line of settings: 'schnell · 1024×1024 · 4 steps · seed 42 · LoRA style 0.8 · img2img 0.6 from ab12cd…'."""
+    parts = settings_parts(entry)
+    parts.insert(4 if entry.request.guidance is not None else 3, f"seed {entry.request.seed}")
+    return " · ".join(parts)
+
+
+def settings_parts(entry: HistoryEntry) -> list[str]:
+    """The settings of `entry` but its seed: model, size, steps, guidance, LoRAs, input."""
     p = entry.request
     parts = [entry.model_name or display_name(entry.choice.source), f"{p.width}×{p.height}", f"{p.steps} steps"]
     if p.guidance is not None:
         parts.append(f"guidance {p.guidance:g}")
-    parts.append(f"seed {p.seed}")
     if p.loras:
         parts.append(f"LoRA {lora_text(p.loras)}")
     if (started_from := input_text(p)) is not None:
         parts.append(started_from)
-    return " · ".join(parts)
+    return parts
+
+
+def info_line(entry: HistoryEntry, metrics: QFontMetrics, width: int, now: float | None = None) -> tuple[str, str]:
+    """A row's settings line as (settings, 'seed 42 · 3 min ago'): the seed and the age tell
+    rows apart, so they are drawn whole at the right and only the settings before them are
+    elided to fit `width` (in a panel too narrow for even those two, the age is cut first)."""
+    tail = f"seed {entry.request.seed} · {age(entry.created_at, now)}"
+    tail = metrics.elidedText(tail, Qt.TextElideMode.ElideRight, width)
+    room = width - metrics.horizontalAdvance(tail) - metrics.horizontalAdvance(" · ")
+    head = metrics.elidedText(" · ".join(settings_parts(entry)), Qt.TextElideMode.ElideRight, room) \
+        if room > metrics.horizontalAdvance("…") else ""
+    return (f"{head} · " if head else ""), tail
 
 
 def age(timestamp: float, now: float | None = None) -> str:
@@ -192,10 +210,11 @@ class HistoryDelegate(QStyledItemDelegate):
         small_metrics = QFontMetrics(small)
         secondary = option.palette.color(group, text_role if selected else QPalette.ColorRole.PlaceholderText)
         painter.setPen(secondary)
-        info = f"{summary(entry)} · {age(entry.created_at)}"
-        info = small_metrics.elidedText(info, Qt.TextElideMode.ElideRight, text_rect.width())
-        painter.drawText(QRect(text_rect.left(), text_rect.bottom() - small_metrics.lineSpacing() + 1,
-                               text_rect.width(), small_metrics.lineSpacing()), Qt.AlignmentFlag.AlignLeft, info)
+        head, tail = info_line(entry, small_metrics, text_rect.width())
+        info_rect = QRect(text_rect.left(), text_rect.bottom() - small_metrics.lineSpacing() + 1,
+                          text_rect.width(), small_metrics.lineSpacing())
+        painter.drawText(info_rect, Qt.AlignmentFlag.AlignLeft, head)
+        painter.drawText(info_rect, Qt.AlignmentFlag.AlignRight, tail)
         painter.restore()
 
 
@@ -263,6 +282,17 @@ class HistoryPanel(QWidget):
         actions = FlowLayout()  # wraps in a narrow panel rather than cutting buttons
         for button in (self.rerunButton, self.copyPromptButton, self.deleteButton):
             actions.addWidget(button)
+        # Selecting an entry only shows it; these put its prompt, seed or settings in the controls.
+        self.usePromptButton = name_widget(QPushButton("Use Prompt"), "usePromptButton", None,
+                                           "Replace the prompt with this entry's (Undo brings yours back)")
+        self.useSeedButton = name_widget(QPushButton("Use Seed"), "useSeedButton", None,
+                                         "Lock the seed to this entry's")
+        self.useSettingsButton = name_widget(QPushButton("Use Settings"), "useSettingsButton", None,
+                                             "Put all of this entry's settings in the controls (also: double-click "
+                                             "or Enter); a different model is asked for first")
+        uses = FlowLayout()
+        for button in (self.usePromptButton, self.useSeedButton, self.useSettingsButton):
+            uses.addWidget(button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 12, 12)
@@ -270,6 +300,7 @@ class HistoryPanel(QWidget):
         layout.addWidget(self.historySearch)
         layout.addWidget(self.historyList, 1)
         layout.addWidget(self.historyCountLabel)
+        layout.addLayout(uses)
         layout.addLayout(actions)
 
     def show_count(self, shown: int, total: int, searching: bool) -> None:

@@ -114,10 +114,22 @@ def build_menus(w: MainWindow) -> None:
                               w.revealAction, delete_key])
     remove = action("Remove from Queue", w.controls.remove_selected_from_queue)
     w.queueList.addAction(remove)
+    # -- history entries: selecting only shows one; these restore from it, when asked ----------
+    hc = w.history_controller
+    w.usePromptAction = action("Use Prompt", hc.use_prompt, "Ctrl+Alt+P", "usePromptAction",
+                               "Replace the prompt with the selected entry's (Undo brings yours back)")
+    w.useSeedAction = action("Use Seed", hc.use_seed, "Ctrl+Alt+S", "useSeedAction",
+                             "Lock the seed to the selected entry's")
+    w.useSettingsAction = action("Use Settings", hc.use_settings, "Ctrl+Alt+U", "useSettingsAction",
+                                 "All of the selected entry's settings; a different model is asked for first")
+    w.findAction = action("Find in History", hc.focus_search, QKeySequence.StandardKey.Find, "findAction",
+                          "Search the history by prompt or seed")
+    edit_menu.addSeparator()
+    edit_menu.addActions([w.usePromptAction, w.useSeedAction, w.useSettingsAction, w.findAction])
+    w.historyList.insertActions(w.rerunAction, [w.useSettingsAction, w.usePromptAction, w.useSeedAction])
 
 
-# ===================================================================================
-
+# ==========================================================================================
 # Edit (the standard text items), Window, Preferences: what every Mac app has
 # ==========================================================================================
 def add_standard_edit_actions(w: MainWindow, edit_menu: QMenu) -> None:
@@ -255,3 +267,5 @@ def build_view_actions(w: MainWindow) -> list[QAction]:
         widget.addAction(quick_key)
     v.update_actions()
     return [a for a in actions if a is not None]
+
+

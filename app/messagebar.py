@@ -12,6 +12,9 @@ from typing import Callable
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QStyle, QToolButton, QWidget
 
 INFO_TIMEOUT_MS = 8000
+# What a message is about, where something later can make it untrue: a model that could not be
+# loaded is old news once a model has loaded (other messages stay until dismissed).
+MODEL_LOAD = "model-load"
 
 
 class MessageBar(QFrame):
@@ -25,6 +28,7 @@ class MessageBar(QFrame):
         self.setAutoFillBackground(True)
         self.kind = ""
         self._buttons: list[QPushButton] = []  # an offer's actions (see show_offer)
+        self.topic = ""
 
         self.icon = QLabel()
         self.label = QLabel()
@@ -53,8 +57,9 @@ class MessageBar(QFrame):
     def text(self) -> str:
         return self.label.text()
 
-    def show_message(self, text: str, kind: str = "error") -> None:
-        """kind: "error" (stays), "warning" (stays) or "info" (hides after a few seconds)."""
+    def show_message(self, text: str, kind: str = "error", topic: str = "") -> None:
+        """kind: "error" (stays), "warning" (stays) or "info" (hides after a few seconds);
+        `topic`: what it is about, for `dismiss_topic`."""
         icons = {
             "error": QStyle.StandardPixmap.SP_MessageBoxCritical,
             "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
@@ -63,7 +68,7 @@ class MessageBar(QFrame):
         size = self.style().pixelMetric(QStyle.PixelMetric.PM_SmallIconSize)
         self.icon.setPixmap(self.style().standardIcon(icons.get(kind, icons["info"])).pixmap(size, size))
         self.label.setText(text)
-        self.kind = kind
+        self.kind, self.topic = kind, topic
         self.setAccessibleDescription(text)
         self._clear_buttons()
         self.show()
@@ -96,5 +101,10 @@ class MessageBar(QFrame):
     def dismiss(self) -> None:
         self._clear_buttons()
         self._timer.stop()
-        self.kind = ""
+        self.kind = self.topic = ""
         self.hide()
+
+    def dismiss_topic(self, topic: str) -> None:
+        """Dismiss the message shown if it is about `topic` (and leave any other)."""
+        if self.kind and self.topic == topic:
+            self.dismiss()

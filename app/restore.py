@@ -2,8 +2,10 @@
 in a PNG made by the app or the mlx-flux CLI that is dropped on the window or opened with the
 app: Finder's Open With, an image argument).
 
-`RestoreController` is owned by the main window; it works on the window's controls, model and
-shown image.
+Restoring is always an explicit act (Use Settings, Re-run, a drop, Open With), and even then a
+different model or precision is asked for first (app/modelswitch.py): it can be a reload of
+tens of GB. `RestoreController` is owned by the main window; it works on the window's
+controls, model and shown image.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QImage
 
+from app import modelswitch
 from app.imagepanel import Shown
 from app.models import display_name, is_local
 from app.params import GenerationParams, ModelChoice
@@ -33,13 +36,35 @@ class RestoreController:
         self.window = window
         self.controls = window.controls
 
-    def restore_params(self, params: GenerationParams, prompt: bool = True) -> GenerationParams:
-        """Put `params` in the controls, switching model (and precision) if they differ, its
-        LoRAs in the LoRA list and its input image in the well (both found again by content
-        hash). Returns the params to remake the image with: the LoRAs and the input that were
-        found, as files."""
+    def current_choice(self) -> ModelChoice:
+        return ModelChoice(self.controls.current_model(), self.controls.quantize())
+
+    def differs(self, choice: ModelChoice) -> bool:
+        """Whether restoring `choice` would change the model or its precision."""
+        return bool(choice.source) and choice != self.current_choice()
+
+    def use_settings(self, params: GenerationParams, prompt: bool = True) -> GenerationParams:
+        """Restore all of `params`; a different model or precision only if the person says so.
+
+        Returns the params to make the image with now: on the image's model, or with the rest
+        of its settings on the current one."""
+        switch = self.differs(params.choice) and modelswitch.ask_model_switch(
+            self.window, params.choice, self.current_choice())
+        restored = self.restore_params(params, prompt=prompt, switch_model=switch)
+        if switch or not self.differs(params.choice):
+            return restored
+        # Kept the current model: its own guidance (None for a distilled model) goes with it.
+        guidance = self.controls.params().guidance
+        return replace(restored, choice=self.current_choice(), request=restored.request.with_(guidance=guidance))
+
+    def restore_params(self, params: GenerationParams, prompt: bool = True,
+                       switch_model: bool = True) -> GenerationParams:
+        """Put `params` in the controls, switching model (and precision) if they differ and
+        `switch_model`, its LoRAs in the LoRA list and its input image in the well (both found
+        again by content hash). Returns the params to remake the image with: the LoRAs and the
+        input that were found, as files."""
         w, c, choice = self.window, self.controls, params.choice
-        if choice.source and (choice.source != c.current_model() or choice.quantize != c.quantize()):
+        if switch_model and self.differs(choice):
             c.set_quantize(choice.quantize)
             # The new model's ranges arrive when it has loaded; apply the values again then.
             # A hub model is not fetched just because an old image named it: it loads (and
@@ -82,7 +107,7 @@ class RestoreController:
         restored = GenerationParams(ModelChoice(self._model_for_name(request.model or ""), self.controls.quantize()),
                                     request)
         w.messageBar.dismiss()  # before restoring: a LoRA not found says so
-        self.restore_params(restored)
+        self.use_settings(restored)
         image = QImage(str(path))
         if not image.isNull():
             w.show_image(Shown(image, restored, path))

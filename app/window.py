@@ -29,6 +29,7 @@ from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.inputcontroller import InputController
 from app.maskcontroller import MaskController
+from app.messagebar import MODEL_LOAD
 from app.inputs import input_text
 from app import inputs
 from app.jobs import JobQueue
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self.history = history
         self.shown: Shown | None = None
         self.model_info: ModelInfo | None = None
+        self.model_failure: tuple[ModelChoice, str] | None = None  # the last load that failed, and why
         self.view = ViewState()
         self._closed = False
 
@@ -398,6 +400,8 @@ class MainWindow(QMainWindow):
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         self.model_info = info
+        self.model_failure = None
+        self.messageBar.dismiss_topic(MODEL_LOAD)  # "Could not load …" is not true any more
         current = self.controls.current_model()
         if info.choice.source == current:
             pending = self.view.pending_restore
@@ -414,7 +418,9 @@ class MainWindow(QMainWindow):
     def _on_model_failed(self, source: str, message: str) -> None:
         self.model_info = None
         self.view.pending_restore = None
-        self.show_message(f"Could not load the model “{display_name(source)}”: {message}")
+        if source == self.controls.current_model():
+            self.model_failure = (ModelChoice(source, self.controls.quantize()), message)
+        self.show_message(f"Could not load the model “{display_name(source)}”: {message}", topic=MODEL_LOAD)
         self.imagePanel.reset_progress("Model not loaded")
         self.previewView.set_placeholder("The model could not be loaded.\nChoose another model or fix the "
                                          "one selected, then press Generate.")
@@ -502,6 +508,7 @@ class MainWindow(QMainWindow):
 
     def _update_model_status(self) -> None:
         info, current = self.model_info, self.controls.current_model()
+        tip = ""
         if self.queue.loading is not None:
             text = f"Loading {display_name(self.queue.loading.source)}…"
         elif info is not None and info.choice.source == current:
@@ -510,9 +517,13 @@ class MainWindow(QMainWindow):
                 details.append(f"{info.choice.quantize}-bit")
             suffix = f" ({', '.join(details)})" if details else ""
             text = f"{info.name}{suffix} · ready"
+        elif self.model_failure is not None and self.model_failure[0] == ModelChoice(current, self.controls.quantize()):
+            # Until the model or its precision changes, or a retry (Generate) loads it again.
+            text, tip = f"{display_name(current)} · failed to load", self.model_failure[1]
         else:
             text = f"{display_name(current)} · loads on Generate" if current else "No model chosen"
         self.modelStatusLabel.setText(text)
+        self.modelStatusLabel.setToolTip(tip)
 
     # ======================================================================================
     # the shown image
@@ -629,9 +640,9 @@ class MainWindow(QMainWindow):
     # ======================================================================================
     # messages, about, closing
     # ======================================================================================
-    def show_message(self, text: str, kind: str = "error") -> None:
+    def show_message(self, text: str, kind: str = "error", topic: str = "") -> None:
         log.info("message (%s): %s", kind, text)
-        self.messageBar.show_message(text, kind)
+        self.messageBar.show_message(text, kind, topic)
 
     def about(self) -> None:
         from mlx_flux import __version__

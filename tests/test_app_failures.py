@@ -190,6 +190,7 @@ def test_missing_image_file_of_an_entry_is_a_warning(qtbot, window):
     entry.image_path.unlink()
     click_history_row(qtbot, window, 0)
     assert "missing" in window.messageLabel.text()
+    qtbot.mouseClick(window.historyPanel.useSettingsButton, Qt.MouseButton.LeftButton)
     assert window.promptEdit.toPlainText() == "file went away"  # settings are still restored
     assert not window.exportButton.isEnabled()
 

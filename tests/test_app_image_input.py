@@ -22,7 +22,7 @@ from mlx_flux.images import kontext_size, load_image
 from mlx_flux.metadata import read_request
 from test_app_support import (TIMEOUT, FakePipeline, caching_loader, fake_loader, ready_window, type_prompt,
                               wait_ready)
-from test_app_window import click_history_row, generate
+from test_app_window import generate, use_settings_of_row
 
 
 def write_image(path: Path, size=(200, 136), colour=(40, 120, 200)) -> Path:
@@ -239,7 +239,7 @@ def test_restore_from_history_after_the_original_is_gone(qtbot, fake, tmp_path, 
     window.controls.set_size(512, 512)
     generate(qtbot, window, "plain text")
 
-    click_history_row(qtbot, window, 1)
+    use_settings_of_row(qtbot, window, 1)
     stored = window.inputPanel.stored()
     assert stored is not None and stored.fingerprint == fingerprint
     assert Path(stored.choice.path) == data_dir / "inputs" / f"{fingerprint}.png"
@@ -252,12 +252,12 @@ def test_restore_from_history_after_the_original_is_gone(qtbot, fake, tmp_path, 
     assert pipe.calls[-1]["strength"] == 0.8
 
     # A text-to-image entry clears the well.
-    click_history_row(qtbot, window, 1)
+    use_settings_of_row(qtbot, window, 1)
     assert window.inputPanel.stored() is None and not strength_shown(window)
 
     # Without the app's copy: one line says so, the rest restores, and Re-run does not pretend.
     (data_dir / "inputs" / f"{fingerprint}.png").unlink()
-    click_history_row(qtbot, window, 2)
+    use_settings_of_row(qtbot, window, 2)
     assert window.promptEdit.toPlainText() == "from a photo"
     assert window.inputPanel.stored() is None
     assert "not in the app's data folder" in window.messageLabel.text()
@@ -358,7 +358,7 @@ def test_real_img2img_round_trip_through_the_history(qtbot, real, tmp_path, tiny
     # The original is gone; restoring the first entry fills the well from the app's copy, and
     # re-running it gives the same pixels.
     photo.unlink()
-    click_history_row(qtbot, window, 1)
+    use_settings_of_row(qtbot, window, 1)
     assert window.inputPanel.stored().fingerprint == fingerprint and window.inputImageView.has_image()
     assert window.inputPanel.strength() == 0.5
     with qtbot.waitSignal(window.queue.finished, timeout=TIMEOUT) as blocker:

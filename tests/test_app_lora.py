@@ -23,7 +23,7 @@ from mlx_flux.metadata import read_request, save_png
 from mlx_flux.request import GenerationRequest, LoraRef
 from test_app_support import (TIMEOUT, FakePipeline, _PIPELINES, caching_loader, fake_loader, ready_window,
                               set_spin, type_prompt, wait_ready)
-from test_app_window import click_history_row, drop_file, generate
+from test_app_window import drop_file, generate, use_settings_of_row
 
 # The tiny model's sizes (tests/tiny_models.py), for LoRAs that fit it.
 DIMS = lora_files.Dims(hidden=32, mlp_ratio=4, in_channels=64, context=32, vec=24, depth=2, depth_single=2,
@@ -187,7 +187,7 @@ def test_restore_from_history_finds_the_lora_after_a_rename(qtbot, real, monkeyp
     renamed = lora.rename(library / "renamed.safetensors")
     window.loraPanel.remove_selected()
     assert window.loraList.count() == 0
-    click_history_row(qtbot, window, 1)  # the image made at scale 1
+    use_settings_of_row(qtbot, window, 1)  # the image made at scale 1
     rows = window.loraPanel.rows()
     assert [(r.path, r.scale(), r.is_enabled()) for r in rows] == [(str(renamed), 1.0, True)]
     assert not window.messageBar.isVisible()
@@ -348,7 +348,7 @@ def test_restore_reports_a_missing_lora_and_restores_the_rest(qtbot, fake, data_
     save_png(Image.new("RGB", (64, 64)), png, request.to_metadata())
     window.history.add(GenerationParams(ModelChoice(window.controls.current_model()), request), png)
     window.refresh_history()
-    click_history_row(qtbot, window, 0)
+    use_settings_of_row(qtbot, window, 0)
     assert [(r.path, r.scale()) for r in window.loraPanel.rows()] == [(str(kept), 0.6), (str(outside), -1.5)]
     assert window.messageLabel.text() == "style.safetensors (ab12cd34ef56) is not in your LoRA library"
     assert "LoRA kept 0.6, style 1, outside -1.5" in window.historyModel.index(0).data(Qt.ItemDataRole.ToolTipRole)

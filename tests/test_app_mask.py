@@ -14,7 +14,7 @@ from PySide6.QtTest import QTest
 
 from test_app_image_input import drop_on_well, fake_window, wait_input, write_image
 from test_app_support import FakePipeline, set_spin
-from test_app_window import click_history_row, generate
+from test_app_window import generate, use_settings_of_row
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_generate_hands_the_engine_the_mask_and_history_brings_it_back(qtbot, fi
     window.maskPanel.clearMaskButton.click()
     assert not mask(window).any()
     qtbot.waitUntil(lambda: window.historyModel.rowCount() == 1)
-    click_history_row(qtbot, window, 0)
+    use_settings_of_row(qtbot, window, 0)
     qtbot.waitUntil(lambda: mask(window).any())
     assert np.array_equal(mask(window), painted)
     assert window.maskCanvas.isVisible()

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 
 import app.worker as worker_module
 from test_app_support import TIMEOUT, caching_loader, ready_window, set_spin, small, type_prompt, wait_ready
-from test_app_window import click_history_row, generate
+from test_app_window import generate, use_settings_of_row
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def test_engine_png_history_and_controls_hold_the_same_request(qtbot, tmp_path, 
         small(qtbot, window, 128)
         set_spin(qtbot, window.seedSpin, 1)
         window.stepsSlider.setValue(3)
-        click_history_row(qtbot, window, 0)
+        use_settings_of_row(qtbot, window, 0)
         restored = window.controls.params()
         assert restored.choice == entry.choice
         assert restored.request == made.with_(model=None, quantize=None, mode=None)  # the fields the engine fills in

@@ -79,6 +79,12 @@ def click_history_row(qtbot, window, row: int) -> None:
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
 
 
+def use_settings_of_row(qtbot, window, row: int) -> None:
+    """Pick a history entry (which only shows it) and click Use Settings."""
+    click_history_row(qtbot, window, row)
+    qtbot.mouseClick(window.historyPanel.useSettingsButton, Qt.MouseButton.LeftButton)
+
+
 def answer_next_dialog(qtbot, button_name: str | None, standard: QMessageBox.StandardButton | None = None):
     """Click a button of the next modal message box as soon as it is shown."""
 
@@ -327,11 +333,13 @@ def test_search_select_restore_rerun_and_copy_prompt(qtbot, window):
     assert [e.prompt for e in window.historyModel.entries()] == ["a red fox in the snow"]
     assert "1 of 2" in window.historyCountLabel.text()
 
-    # Selecting the entry shows its image and restores all its settings (seed locked).
+    # Selecting the entry shows its image; Use Settings restores all its settings (seed locked).
     type_prompt(qtbot, window, "something else")
     set_spin(qtbot, window.widthSpin, 128)
     window.stepsSlider.setValue(2)
     click_history_row(qtbot, window, 0)
+    assert window.shown.entry_id == fox.id and window.promptEdit.toPlainText() == "something else"
+    qtbot.mouseClick(window.historyPanel.useSettingsButton, Qt.MouseButton.LeftButton)
     assert window.promptEdit.toPlainText() == "a red fox in the snow"
     assert (window.widthSpin.value(), window.heightSpin.value()) == (64, 64)
     assert window.stepsSlider.value() == 4
@@ -566,9 +574,11 @@ def test_quantization_reloads_and_entries_restore_their_precision(qtbot, window)
     assert window.model_info.choice.quantize is None
     window.stepsSlider.setValue(4)
 
-    # Selecting the 8-bit entry brings its precision back (a reload) and keeps its steps.
+    # Use Settings of the 8-bit entry brings its precision back (a reload, once agreed) and keeps its steps.
+    click_history_row(qtbot, window, 0)
+    answer_next_dialog(qtbot, "switchModelButton")
     with qtbot.waitSignal(window.queue.modelReady, timeout=TIMEOUT):
-        click_history_row(qtbot, window, 0)
+        qtbot.mouseClick(window.historyPanel.useSettingsButton, Qt.MouseButton.LeftButton)
     assert window.controls.quantize() == 8 and window.model_info.choice.quantize == 8
     assert window.stepsSlider.value() == 3
 
@@ -645,6 +655,7 @@ def test_an_image_naming_a_hub_model_does_not_start_a_download(qtbot, window, tm
                                                     width=64, height=64, model="black-forest-labs/FLUX.1-dev",
                                                     version="0.1.0"))
     loads = len(isolated)
+    answer_next_dialog(qtbot, "switchModelButton")  # the person agrees to the other model
     assert drop_file(window, made)
     assert window.controls.current_model() == "black-forest-labs/FLUX.1-dev"
     assert window.stepsSlider.value() == 20 and window.guidanceSlider.isEnabled()
