@@ -87,7 +87,6 @@ def build_menus(w: MainWindow) -> None:
     add_standard_edit_actions(w, edit_menu)
     for item in (w.copyImageAction, w.copyPromptAction, w.reuseSeedAction, None, w.deleteAction):
         edit_menu.addSeparator() if item is None else edit_menu.addAction(item)
-    add_preferences_action(w, edit_menu)
     image_menu = menu.addMenu("&Image")
     for item in (w.generateAction, w.cancelAction, w.rerunAction, None, w.useAsInputAction, w.clearInputAction):
         image_menu.addSeparator() if item is None else image_menu.addAction(item)
@@ -127,6 +126,7 @@ def build_menus(w: MainWindow) -> None:
     edit_menu.addSeparator()
     edit_menu.addActions([w.usePromptAction, w.useSeedAction, w.useSettingsAction, w.findAction])
     w.historyList.insertActions(w.rerunAction, [w.useSettingsAction, w.usePromptAction, w.useSeedAction])
+    add_preferences_action(w, edit_menu)  # last in Edit (on a Mac it moves to the app menu)
 
 
 # ==========================================================================================
