@@ -93,19 +93,22 @@ class RestoreController:
         """Read the generation settings stored in `path` and put them in the controls."""
         w = self.window
         try:
-            from mlx_flux.metadata import read_request
+            from mlx_flux.metadata import read_metadata
+            from mlx_flux.request import GenerationRequest
 
-            request = read_request(path)
+            meta = read_metadata(path)
+            request = GenerationRequest.from_metadata(meta) if meta is not None else None
         except Exception:
             log.exception("reading %s failed", path)
-            request = None
+            meta = request = None
         if request is None:
             w.show_message(f"“{path.name}” has no mlx-flux settings in it, so there is nothing to restore. "
                            "To start from it, drop it on the input image well.", "info")
             return False
         # The request names the model that made it (a display name); load the one we have for it.
-        restored = GenerationParams(ModelChoice(self._model_for_name(request.model or ""), self.controls.quantize()),
-                                    request)
+        # Its precision too, where the file records it (an 8-bit image asks for 8-bit, not full).
+        quantize = request.quantize if precision_recorded(meta) else self.controls.quantize()
+        restored = GenerationParams(ModelChoice(self._model_for_name(request.model or ""), quantize), request)
         w.messageBar.dismiss()  # before restoring: a LoRA not found says so
         self.use_settings(restored)
         image = QImage(str(path))
@@ -129,3 +132,10 @@ class RestoreController:
             if name in (source, combo.itemText(i)) or display_name(source) == display_name(name):
                 return source
         return current
+
+
+def precision_recorded(meta: dict) -> bool:
+    """Whether an image's settings say its precision: versioned metadata (schema 1 on) always
+    does, where no `quantize` means full precision; older files and other tools' do not."""
+    schema = meta.get("schema")
+    return "quantize" in meta or (isinstance(schema, int) and not isinstance(schema, bool) and schema >= 1)

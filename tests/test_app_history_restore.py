@@ -236,6 +236,28 @@ def test_a_dropped_image_of_another_model_asks_before_switching(qtbot, window, t
     assert window.promptEdit.toPlainText() == "made with dev" and window.seedSpin.value() == 9
 
 
+@pytest.mark.parametrize("answer", ["keepModelButton", "switchModelButton"])
+def test_a_dropped_8_bit_image_restores_its_precision_when_asked(qtbot, window, isolated, answer):
+    """Bug 9: the PNG records the precision; dropping an 8-bit image on a full-precision window
+    asks for 8-bit (it used to restore as full precision without a word)."""
+    entry = add_entry(window, "made at 8-bit", 808, quantize=8, size=(96, 64), steps=3)
+    other = entry.image_path.with_name("copy.png")  # as if exported and dropped back
+    other.write_bytes(entry.image_path.read_bytes())
+    assert window.controls.quantize() is None
+    answers = DialogAnswers(qtbot, answer)
+    if answer == "switchModelButton":
+        with qtbot.waitSignal(window.queue.modelReady, timeout=TIMEOUT):
+            assert drop_file(window, other)
+        wait_ready(qtbot, window)
+    else:
+        assert drop_file(window, other)
+    (name, text), = answers.asked
+    assert name == "confirmModelSwitchBox" and " 8-bit; switch model?" in text
+    assert window.promptEdit.toPlainText() == "made at 8-bit" and window.seedSpin.value() == 808
+    assert window.controls.quantize() == (8 if answer == "switchModelButton" else None)
+    assert window.model_info.choice.quantize == window.controls.quantize()
+
+
 # -- the rows and the search -------------------------------------------------------------------
 class RecordingPainter(QPainter):
     """A painter that keeps the text it is asked to draw (the delegate's calls are Python calls)."""
