@@ -86,9 +86,12 @@ def test_timestep_embedding_matches_diffusers(torch_ref):
     ref = get_timestep_embedding(torch_ref.tensor(t * 1000), 256, flip_sin_to_cos=True, downscale_freq_shift=0)
     ours = np.array(timestep_embedding(mx.array(t)))
     assert ours.shape == (6, 256)
-    # Arguments reach 3500 rad, so one ulp of a frequency is ~3e-5 of the sinusoid; torch's
-    # float32 exp is not correctly rounded for two of the 128 frequencies, ours is.
-    np.testing.assert_allclose(ours, ref.numpy(), atol=5e-5, rtol=0)
+    # Arguments reach 3500 rad, where one float32 ulp of the argument is 2.4e-4 of the sinusoid:
+    # two float32 implementations may differ by that much (torch's vectorised exp on AVX-512
+    # differs from its AVX2 one in a few frequencies), while a wrong formula is off by O(1).
+    np.testing.assert_allclose(ours, ref.numpy(), atol=2.5e-4, rtol=0)
+    small = t < 1.5  # the sigmas: arguments up to 1000 rad, where the two agree to 6e-5
+    np.testing.assert_allclose(ours[small], ref.numpy()[small], atol=6e-5, rtol=0)
 
 
 def test_timestep_rounds_like_bfloat16_reference():

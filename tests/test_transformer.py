@@ -17,7 +17,9 @@ from mlx_flux.weights import WeightError, load_safetensors
 B, H, W, L = 2, 4, 6, 16  # batch, packed latent grid (non-square), text length
 SIGMAS = np.array([0.75, 0.3], np.float32)
 GUIDANCE = np.array([3.5, 3.5], np.float32)
-REL_TOL = 1e-5  # float32 agrees to ~3e-6 of the output's range; a swapped tensor is O(1)
+REL_TOL = 5e-5  # float32 agrees to ~3e-6 of the output's range (to ~2e-5 with guidance 3.5, whose
+                # 3500-rad timestep arguments differ by float32 ulps between torch builds); a swapped
+                # tensor is O(1)
 
 
 def image_ids(h: int, w: int) -> np.ndarray:
