@@ -10,13 +10,11 @@ Light on purpose: no MLX import, so the GUI thread can ask.
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 
 from .errors import ModelNotFoundError
+from .safetensors_header import HeaderError, read_raw_header
 
-MAX_HEADER = 100_000_000
 
 # Tensor-name pieces, checked in this order (a FLUX.1 LoRA also names double_blocks).
 _LORA = ("lora_", ".lora.", "_lora", ".alpha", "lora_unet_", "lora_te")
@@ -39,23 +37,13 @@ def tensor_names(path: str | Path) -> list[str]:
     """The tensor names in a safetensors header; ModelNotFoundError (one line) if it has none."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise ValueError
-            (n,) = struct.unpack("<Q", raw)
-            if n > size - 8 or n > MAX_HEADER:
-                raise ValueError
-            header = json.loads(f.read(n))
+        header, _ = read_raw_header(path)
     except FileNotFoundError:
         raise ModelNotFoundError(f"no such model file: {path}") from None
     except OSError as e:
         raise ModelNotFoundError(f"“{path.name}” cannot be read ({e.strerror or e})") from None
-    except (ValueError, UnicodeDecodeError):
+    except HeaderError:
         raise ModelNotFoundError(f"“{path.name}” is not a safetensors file") from None
-    if not isinstance(header, dict):
-        raise ModelNotFoundError(f"“{path.name}” is not a safetensors file")
     return [k for k in header if k != "__metadata__"]
 
 

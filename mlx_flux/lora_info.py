@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import FluxError
+from .safetensors_header import HeaderError, read_raw_header
 
-MAX_HEADER = 100_000_000  # bytes; a larger length field means the file is not a safetensors file
 # Metadata keys, most specific first.
 _NAME_KEYS = ("ss_output_name", "name", "modelspec.title", "ss_training_comment")
 _TRIGGER_KEYS = ("trigger_words", "trigger_word", "trigger_phrase", "modelspec.trigger_phrase", "instance_prompt",
@@ -57,23 +56,13 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     """The safetensors header's `__metadata__` (empty when it has none); LoraError if unreadable."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise LoraError(f"{path.name}: not a safetensors file (too short)")
-            (n,) = struct.unpack("<Q", raw)
-            if n > size - 8 or n > MAX_HEADER:
-                raise LoraError(f"{path.name}: not a safetensors file (bad header length)")
-            header = json.loads(f.read(n))
+        header, _ = read_raw_header(path)
     except FileNotFoundError:
         raise LoraError(f"LoRA file not found: {path}") from None
     except OSError as e:
         raise LoraError(f"{path.name}: cannot be read ({e.strerror or e})") from e
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LoraError(f"{path.name}: not a safetensors file (unreadable header)") from None
-    if not isinstance(header, dict):
-        raise LoraError(f"{path.name}: not a safetensors file (header is not an object)")
+    except HeaderError as e:
+        raise LoraError(f"{path.name}: not a safetensors file ({e})") from None
     meta = header.get("__metadata__") or {}
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 

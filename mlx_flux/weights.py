@@ -7,8 +7,6 @@ fit the model, whatever component it is.
 
 from __future__ import annotations
 
-import json
-import struct
 from math import prod
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -18,6 +16,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .errors import FluxError
+from .safetensors_header import HeaderError, read_raw_header
 from .schema import Field, check, read_json
 
 
@@ -44,20 +43,9 @@ def read_header(path: Path) -> dict[str, dict]:
         raise WeightError(f"missing weight file: {path}")
     size = path.stat().st_size
     try:
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise WeightError(f"corrupt weight file (too short): {path}")
-            (n,) = struct.unpack("<Q", raw)
-            if n > size - 8 or n > 100_000_000:
-                raise WeightError(f"corrupt weight file (bad header): {path}")
-            header = json.loads(f.read(n))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
-        if isinstance(e, WeightError):
-            raise
-        raise WeightError(f"corrupt weight file (unreadable header): {path}") from None
-    if not isinstance(header, dict):
-        raise WeightError(f"corrupt weight file (its header is not a JSON object): {path}")
+        header, n = read_raw_header(path)
+    except HeaderError as e:
+        raise WeightError(f"corrupt weight file ({e}): {path}") from None
     header.pop("__metadata__", None)
     end = 0
     for name, info in header.items():

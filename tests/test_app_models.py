@@ -271,16 +271,22 @@ def write_lora(path):
     return path
 
 
-def test_open_model_file_names_a_lora_and_downloads_nothing(qtbot, tmp_path, offline_cache, monkeypatch):
-    import app.window as window_module
-
-    fetched = []
+@pytest.fixture
+def fetched(monkeypatch) -> list[str]:
+    """The repositories something tried to download (none is in the cache, and nothing downloads)."""
+    tried: list[str] = []
 
     def no_download(repo_id, *args, **kwargs):
-        fetched.append(repo_id)
+        tried.append(repo_id)
         raise ModelNotFoundError(f"{repo_id} is not in the cache")
 
     monkeypatch.setattr(mlx_hub, "download", no_download)
+    return tried
+
+
+def test_open_model_file_names_a_lora_and_downloads_nothing(qtbot, tmp_path, offline_cache, monkeypatch, fetched):
+    import app.window as window_module
+
     lora = write_lora(tmp_path / "style.safetensors")
     monkeypatch.setattr(window_module.QFileDialog, "getOpenFileName",
                         lambda *args, **kwargs: (str(lora), "FLUX checkpoint (*.safetensors)"))
@@ -294,16 +300,9 @@ def test_open_model_file_names_a_lora_and_downloads_nothing(qtbot, tmp_path, off
     window.close()
 
 
-def test_the_engine_names_a_lora_before_fetching_a_base(tmp_path, monkeypatch):
+def test_the_engine_names_a_lora_before_fetching_a_base(tmp_path, fetched):
     from mlx_flux.loading import find_files
 
-    fetched = []
-
-    def no_download(repo_id, *args, **kwargs):
-        fetched.append(repo_id)
-        raise ModelNotFoundError(f"{repo_id} is not in the cache")
-
-    monkeypatch.setattr(mlx_hub, "download", no_download)
     lora = write_lora(tmp_path / "style.safetensors")
     with pytest.raises(ModelNotFoundError, match="it looks like a LoRA"):
         find_files(lora)
