@@ -5,6 +5,8 @@ exactly what the X server shows (ImageMagick's `import -window root`, cropped to
 The scripts run under Xvfb with a 1440x900 screen, the points a 13-inch MacBook Air shows:
     cd REPO && PYTHONPATH=.:tests QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1440x900x24" \
         python docs/screenshots/<script> <args>
+from a fresh clone after `pip install -e ".[test]"` (they use the tests' tiny models and stand-ins),
+with Xvfb (xvfb-run), ImageMagick (`import`, `mogrify`) and Qt's xcb libraries installed.
 """
 
 from __future__ import annotations

@@ -93,9 +93,18 @@ def main() -> None:
     window.viewer.quick_look.close()
     pump(0.3)
 
-    model = window.historyModel
-    window.historyList.selectionModel().select(QItemSelection(model.index(1), model.index(2)),
-                                               QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    # One more, seed 9 at 8 steps, compared with the batch's seed 8 (4 steps): two settings differ.
+    window.countSpin.setValue(1)
+    window.seedSpin.setValue(9)
+    window.stepsSlider.setValue(8)
+    window.generate()
+    pump(0.3)
+    wait(lambda: not window.queue.is_busy())
+    pump(0.5)
+    model = window.historyModel  # newest first: seed 9 (8 steps), then seeds 10, 9, 8, 7
+    selection = QItemSelection(model.index(0), model.index(0))
+    selection.select(model.index(3), model.index(3))
+    window.historyList.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
     window.viewer.toggle_compare()
     shoot("compare.png", window)
     window.close()
