@@ -1,41 +1,43 @@
-"""The mask editor screenshot (docs/screenshots/mask.png), on the stand-in Fill engine:
-PYTHONPATH=.:tests QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1280x800x24" python docs/screenshots/take_mask_screenshot.py"""
-import os, sys, subprocess, tempfile
-from pathlib import Path
-sys.path.insert(0, "tests")
-from PySide6.QtCore import QTimer, Qt
-from PySide6.QtWidgets import QApplication
-import app.worker as worker_module
-from test_app_support import FakePipeline, fake_loader
-from test_app_image_input import write_image
-from test_app_mask import drag
+"""The mask editor screenshot (docs/screenshots/mask.png), on the stand-in Fill engine (no model needed):
 
-tmp = Path(tempfile.mkdtemp())
-os.environ["XDG_DATA_HOME"] = str(tmp / "xdg")
-worker_module.load_pipeline = fake_loader(FakePipeline(variant="fill", model_name="fake-fill"))
-(tmp / "FLUX.1-Fill-dev").mkdir()
-from app.main import create_app
-app, window = create_app(["mlx-flux-app", "--data-dir", str(tmp / "data"), "--model", str(tmp / "FLUX.1-Fill-dev")])
-window.resize(1280, 800); window.move(0, 0); window.show()
-photo = write_image(tmp / "room.png", (512, 384))
-window.promptEdit.setPlainText("a sleeping cat on a red armchair")
-window.input_controller.use_file(photo)
-def step():
-    if window.input_controller.is_loading():
-        QTimer.singleShot(100, step); return
-    QApplication.processEvents()
+    PYTHONPATH=.:tests QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1440x900x24" \\
+        python docs/screenshots/take_mask_screenshot.py
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shotkit import isolate, landscape, place, pump, shoot, wait  # noqa: E402
+
+TMP = isolate()
+
+import app.worker as worker_module  # noqa: E402
+from test_app_mask import drag  # noqa: E402
+from test_app_support import FakePipeline, fake_loader  # noqa: E402
+
+
+def main() -> None:
+    worker_module.load_pipeline = fake_loader(FakePipeline(variant="fill", model_name="fake-fill"))
+    (TMP / "FLUX.1-Fill-dev").mkdir()
+    from app.main import create_app
+
+    app, window = create_app(["mlx-flux-app", "--data-dir", str(TMP / "data"), "--model", str(TMP / "FLUX.1-Fill-dev")])
+    place(window)
+    wait(lambda: window.queue.loading is None)
+    photo = landscape(TMP / "lake.png", (768, 512))
+    window.promptEdit.setPlainText("a red rowing boat")
+    window.input_controller.use_file(photo)
+    wait(lambda: not window.input_controller.is_loading())
+    pump(0.5)
     c = window.maskCanvas
     window.maskPanel.brushSizeSpin.setValue(40)
-    drag(c, [(180, 200), (220, 180), (260, 190), (300, 230), (320, 260)])
-    drag(c, [(200, 260), (300, 280)])
+    drag(c, [(300, 410), (340, 420), (400, 422), (460, 412)])  # where the boat goes, on the lake
+    drag(c, [(320, 440), (380, 446), (440, 438)])
     window.maskPanel.set_expand((0, 0, 0, 0))
-    QTimer.singleShot(800, shoot)
-def shoot():
-    QApplication.processEvents()
-    out = "docs/screenshots/mask.png"
-    r = subprocess.run(["import", "-window", "root", "-crop", "1280x800+0+0", out])
-    if r.returncode != 0:
-        window.grab().save(out)
-    app.quit()
-QTimer.singleShot(1500, step)
-app.exec()
+    shoot("mask.png", window, settle=0.8)
+    window.close()
+    pump(0.3)
+
+
+if __name__ == "__main__":
+    main()

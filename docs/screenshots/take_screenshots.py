@@ -1,30 +1,30 @@
-"""Takes the README screenshots from the running app on an X server (e.g. `Xvfb :99`).
+"""The main README screenshots from the running app: main.png, generating.png (a batch of three at
+step 2 of 4), decoding.png (a run in its "Decoding…" phase) and main-dark.png.
 
     python tests/tiny_models.py /tmp/tiny-schnell --variant schnell
-    DISPLAY=:99 QT_QPA_PLATFORM=xcb python docs/screenshots/take_screenshots.py /tmp/tiny-schnell
+    PYTHONPATH=.:tests QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1440x900x24" \
+        python docs/screenshots/take_screenshots.py /tmp/tiny-schnell
 
-A tiny random model paints noise; the point is the window around it. Screens are grabbed
-with ImageMagick's `import -window root`, i.e. exactly what the X server shows.
+A tiny random model paints noise; the point is the window around it. The worker thread is held
+(in this script only) inside step 2, and just before the decode, while the screen is grabbed.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shotkit import generate, isolate, place, pump, shoot, wait  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+TMP = isolate()
+
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QColor, QPalette  # noqa: E402
 
 from app.main import create_app  # noqa: E402
 
-OUT = Path(__file__).resolve().parent
 PROMPTS = [
     "A lighthouse on a cliff at dusk, warm light, volumetric fog, 35mm photo",
     "Macro photo of a dew-covered spider web at sunrise",
@@ -33,35 +33,12 @@ PROMPTS = [
 ]
 
 
-def pump(app: QApplication, seconds: float = 0.3) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def wait(app: QApplication, condition, timeout: float = 300) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def shoot(app: QApplication, name: str) -> None:
-    pump(app, 0.5)
-    subprocess.run(["import", "-window", "root", str(OUT / name)], check=True)
-    print("wrote", OUT / name)
-
-
-def generate(app, window, prompt: str) -> None:
-    window.promptEdit.setPlainText(prompt)
-    done = []
-    window.queue.finished.connect(done.append)
-    window.generate()
-    wait(app, lambda: done and not window.queue.is_busy())
-    window.queue.finished.disconnect(done.append)
+def hold(signal, when) -> threading.Event:
+    """Block the worker thread where `signal` is emitted with arguments `when` accepts, until the
+    returned event is set (the GUI thread goes on and shows that moment)."""
+    gate = threading.Event()
+    signal.connect(lambda *args: when(*args) and gate.wait(120), Qt.ConnectionType.DirectConnection)
+    return gate
 
 
 def dark_palette() -> QPalette:
@@ -85,35 +62,53 @@ def dark_palette() -> QPalette:
 
 def main() -> None:
     model = sys.argv[1]
-    data = Path(tempfile.mkdtemp(prefix="mlx-flux-shots-"))
-    app, window = create_app(["app", "--model", model, "--data-dir", str(data)])
-    window.setGeometry(0, 0, 1440, 900)
-    window.show()
-    wait(app, lambda: window.queue.loading is None)
+    app, window = create_app(["app", "--model", model, "--data-dir", str(TMP / "data")])
+    place(window)
+    wait(lambda: window.queue.loading is None)
     window.controls.set_size(512, 512)
 
     for prompt in PROMPTS:
-        generate(app, window, prompt)
+        generate(window, prompt)
     window.historyList.setFocus()
-    shoot(app, "main.png")
+    shoot("main.png", window)
 
-    # Mid-generation: hold the worker inside step 2 while the screen is grabbed.
-    gate = threading.Event()
-    window.queue.worker.progress.connect(lambda step, total, e: step == 2 and gate.wait(60),
-                                         Qt.ConnectionType.DirectConnection)
+    # A batch of three, held inside step 2.
+    worker = window.queue.worker
+    gate = hold(worker.progress, lambda step, total, elapsed: step == 2)
     window.promptEdit.setPlainText("An astronaut riding a horse on the moon, cinematic lighting")
     window.countSpin.setValue(3)
     window.generate()
-    wait(app, lambda: "step 2/" in window.progressLabel.text().lower())  # a batch: "Images 1–3 of 3 · step 2/4"
-    shoot(app, "generating.png")
+    wait(lambda: "step 2/" in window.progressLabel.text().lower())  # "Images 1–3 of 3 · step 2/4"
+    shoot("generating.png", window)
     gate.set()
-    wait(app, lambda: not window.queue.is_busy())
+    wait(lambda: not window.queue.is_busy())
 
+    # One image, held after its steps, where the decode begins.
+    window.countSpin.setValue(1)
+    decode_gate = hold(worker.phase, lambda phase: phase == "decode")
+    window.promptEdit.setPlainText("A paper boat on a rain puddle, city lights reflected, night")
+    window.generate()
+    wait(lambda: "decoding" in window.progressLabel.text().lower())
+    pump(2.2)  # the elapsed time moves on while it decodes
+    shoot("decoding.png", window)
+    gate.set()
+    decode_gate.set()
+    wait(lambda: not window.queue.is_busy())
+
+    window.close()
+    pump(0.5)
+
+    # Dark mode: the app launched in it (a new window on the same data), the history searched.
+    app.setPalette(dark_palette())
+    app, window = create_app(["app", "--model", model, "--data-dir", str(TMP / "data")])
+    place(window)
+    wait(lambda: window.queue.loading is None)
     window.historySearch.setText("fox")
     window.historyList.setCurrentIndex(window.historyModel.index(0))
-    app.setPalette(dark_palette())
-    shoot(app, "main-dark.png")
+    window.historyList.setFocus()
+    shoot("main-dark.png", window)
     window.close()
+    pump(0.5)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
-"""The image viewer screenshots (docs/screenshots/viewer-zoomed.png, batch-grid.png, compare.png) on a
-stand-in engine that paints a small scene per seed:
-PYTHONPATH=.:tests QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1280x800x24" python docs/screenshots/take_viewer_screenshots.py"""
-import os, sys, subprocess, tempfile, random
+"""The image viewer screenshots (docs/screenshots/viewer-zoomed.png, batch-grid.png, compare.png,
+quick-look.png) on a stand-in engine that paints a small scene per seed (no model needed):
+
+    PYTHONPATH=.:tests QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1440x900x24" \
+        python docs/screenshots/take_viewer_screenshots.py
+"""
+import random
+import sys
 from pathlib import Path
-sys.path.insert(0, "tests")
-from PIL import Image, ImageDraw, ImageFilter
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPointF, QTimer
-from PySide6.QtWidgets import QApplication
-import app.worker as worker_module
-from mlx_flux.engine import GenerationResult
-from test_app_support import FakePipeline, fake_loader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shotkit import isolate, place, pump, shoot, wait  # noqa: E402
+
+TMP = isolate()
+
+from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPointF  # noqa: E402
+
+import app.worker as worker_module  # noqa: E402
+from mlx_flux.engine import GenerationResult  # noqa: E402
+from test_app_support import FakePipeline, fake_loader  # noqa: E402
 
 
 def scene(width: int, height: int, seed: int) -> Image.Image:
@@ -51,58 +60,56 @@ class PaintingPipeline(FakePipeline):
         return GenerationResult(image=scene(request.width, request.height, request.seed), latents=None, request=request)
 
 
-tmp = Path(tempfile.mkdtemp())
-os.environ["XDG_DATA_HOME"] = str(tmp / "xdg")
-worker_module.load_pipeline = fake_loader(PaintingPipeline())
-(tmp / "FLUX.1-schnell").mkdir()
-from app.main import create_app
-app, window = create_app(["mlx-flux-app", "--data-dir", str(tmp / "data"), "--model", str(tmp / "FLUX.1-schnell")])
-window.resize(1280, 800); window.move(0, 0); window.show()
+def main() -> None:
+    worker_module.load_pipeline = fake_loader(PaintingPipeline())
+    (TMP / "FLUX.1-schnell").mkdir()
+    from app.main import create_app
 
+    app, window = create_app(["mlx-flux-app", "--data-dir", str(TMP / "data"), "--model", str(TMP / "FLUX.1-schnell")])
+    place(window)
+    wait(lambda: window.queue.loading is None and window.model_info is not None)
 
-def shoot(name: str) -> None:
-    QApplication.processEvents()
-    out = f"docs/screenshots/{name}"
-    if subprocess.run(["import", "-window", "root", "-crop", "1280x800+0+0", out]).returncode != 0:
-        window.grab().save(out)
-
-
-def generate() -> None:
+    # A batch of four: the grid once it is done.
     window.promptEdit.setPlainText("a lighthouse at dusk, oil painting")
-    window.widthSpin.setValue(768); window.heightSpin.setValue(768)
-    window.seedSpin.setValue(7); window.randomSeedCheck.setChecked(False)
+    window.widthSpin.setValue(768)
+    window.heightSpin.setValue(768)
+    window.seedSpin.setValue(7)
+    window.randomSeedCheck.setChecked(False)
     window.countSpin.setValue(4)
     window.generate()
-    QTimer.singleShot(300, wait)
+    pump(0.3)
+    wait(lambda: not window.queue.is_busy())
+    pump(0.5)
+    shoot("batch-grid.png", window)
 
-
-def wait() -> None:
-    if window.queue.is_busy():
-        QTimer.singleShot(200, wait); return
-    QTimer.singleShot(500, grid)
-
-
-def grid() -> None:
-    shoot("batch-grid.png")
     window.viewer.show_tile(0)  # seed 7: the tower on the right
     window.previewView.set_view_state((False, 2.0, QPointF(0.68, 0.36)))
-    QTimer.singleShot(500, zoomed)
+    shoot("viewer-zoomed.png", window)
 
-
-def zoomed() -> None:
-    shoot("viewer-zoomed.png")
-    model = window.historyModel
-    window.historyList.selectionModel().select(QItemSelection(model.index(1), model.index(2)),
-                                               QItemSelectionModel.SelectionFlag.ClearAndSelect)
     window.zoomFitAction.trigger()
+    window.quickLookAction.trigger()  # Space: the image large over the screen
+    wait(lambda: window.viewer.quick_look is not None and window.viewer.quick_look.isVisible())
+    shoot("quick-look.png")
+    window.viewer.quick_look.close()
+    pump(0.3)
+
+    # One more, seed 9 at 8 steps, compared with the batch's seed 8 (4 steps): two settings differ.
+    window.countSpin.setValue(1)
+    window.seedSpin.setValue(9)
+    window.stepsSlider.setValue(8)
+    window.generate()
+    pump(0.3)
+    wait(lambda: not window.queue.is_busy())
+    pump(0.5)
+    model = window.historyModel  # newest first: seed 9 (8 steps), then seeds 10, 9, 8, 7
+    selection = QItemSelection(model.index(0), model.index(0))
+    selection.select(model.index(3), model.index(3))
+    window.historyList.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
     window.viewer.toggle_compare()
-    QTimer.singleShot(500, compare)
+    shoot("compare.png", window)
+    window.close()
+    pump(0.3)
 
 
-def compare() -> None:
-    shoot("compare.png")
-    app.quit()
-
-
-QTimer.singleShot(1500, generate)
-app.exec()
+if __name__ == "__main__":
+    main()
