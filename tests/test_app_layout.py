@@ -206,3 +206,30 @@ def test_the_focused_text_field_shows_a_focus_ring(qtbot, window):
         qtbot.mouseClick(field.viewport() if isinstance(field, QPlainTextEdit) else field, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(field.hasFocus)
         assert edge(field) == highlight.name(), field.objectName()
+
+
+def test_switching_to_dark_mode_while_open_repaints_every_control(qtbot, window):
+    """The appearance can change while the app runs (macOS's automatic dark mode): buttons, combo
+    boxes and the text fields all take the new palette (a window-wide style sheet once kept them
+    light), and the focus ring still shows."""
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    before = app.palette()
+    dark = QPalette(before)
+    for role, colour in ((QPalette.ColorRole.Window, "#2b2b2d"), (QPalette.ColorRole.Button, "#3a3a3c"),
+                         (QPalette.ColorRole.Base, "#1e1e1f"), (QPalette.ColorRole.Text, "#e6e6e6"),
+                         (QPalette.ColorRole.ButtonText, "#e6e6e6"), (QPalette.ColorRole.WindowText, "#e6e6e6")):
+        dark.setColor(role, QColor(colour))
+    try:
+        app.setPalette(dark)
+        qtbot.wait(50)
+        for widget in (window.generateButton, window.modelCombo, window.seedSpin):
+            assert widget.palette().color(QPalette.ColorRole.Button).name() == "#3a3a3c", widget.objectName()
+        for field in (window.promptEdit, window.historySearch):
+            image = field.grab().toImage()
+            inside = image.pixelColor(field.width() - 8, field.height() // 2)  # past any text
+            assert inside.lightness() < 60, (field.objectName(), inside.name())  # dark, as the base
+    finally:
+        app.setPalette(before)
