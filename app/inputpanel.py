@@ -22,7 +22,7 @@ STRENGTH_MIN, STRENGTH_MAX, STRENGTH_DEFAULT, STRENGTH_STEP = 0.05, 1.0, 0.6, 0.
 STRENGTH_UNITS = 100  # the slider counts hundredths
 WELL_HEIGHT = 76
 IMG2IMG_HINT = ("Drop an image here to start from it",
-                "Dropped anywhere else, an mlx-flux PNG restores its settings")
+                "Dropped elsewhere, a PNG restores its settings")  # short: the well is narrow
 EDIT_HINT = ("Drop the image to edit",
              "Without one, this Kontext model makes a new image from the prompt")
 STRENGTH_TIP = ("How much of the input is repainted: low keeps it close, 1.0 ignores it "
