@@ -1,0 +1,160 @@
+"""Where the parts of the window meet, driven like a person would: a multi-row history selection
+(grid, compare) while images finish, the entry actions with several rows selected, the arrow keys
+and Quick Look while a run goes on, the progress between a batch's chunks, and the shortcuts."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
+
+from test_app_support import TIMEOUT, FakePipeline, set_spin, type_prompt, wait_ready
+from test_app_viewer import add_entries, colour_shown, ctrl_click_history_row, seed_colour
+from test_app_window import click_history_row, trash  # noqa: F401 (a fixture)
+from test_app_image_input import fake_window
+
+
+@pytest.fixture
+def pipe() -> FakePipeline:
+    return FakePipeline()
+
+
+@pytest.fixture
+def window(monkeypatch, qtbot, tmp_path, pipe):
+    w = fake_window(monkeypatch, qtbot, tmp_path, tmp_path / "data", pipe, "fake-model")
+    w.resize(1200, 800)
+    yield w
+    w.close()
+
+
+def start_generating(qtbot, window, pipe, prompt: str = "one more", count: int = 1) -> None:
+    """Type a prompt and click Generate (slow steps); until its first preview is in view."""
+    pipe.step_delay = 0.2
+    set_spin(qtbot, window.countSpin, count)
+    type_prompt(qtbot, window, prompt)
+    qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.previewView.is_preview(), timeout=TIMEOUT)
+
+
+def answer_box_recording(qtbot, button: str) -> list[str]:
+    """Click `button` of the next modal message box; the list gets the box's question."""
+    asked: list[str] = []
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, click)
+            return
+        asked.append(box.text())
+        qtbot.mouseClick(box.findChild(QPushButton, button), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, click)
+    return asked
+
+
+def selected_rows(window) -> list[int]:
+    return sorted(index.row() for index in window.historyList.selectionModel().selectedRows())
+
+
+# -- several entries selected -----------------------------------------------------------------------
+def test_a_grid_of_selected_entries_stays_open_while_images_finish(qtbot, window, pipe):
+    add_entries(window, [{}, {}, {}])
+    start_generating(qtbot, window, pipe, count=2)
+    click_history_row(qtbot, window, 0)  # while it runs, the person picks two to look at
+    ctrl_click_history_row(qtbot, window, 2)
+    qtbot.waitUntil(lambda: window.imagePanel.batchGrid.isVisible())
+
+    wait_ready(qtbot, window)  # two images listed at the top: the selected rows move down
+    qtbot.wait(10)  # any deferred page change has run
+    assert window.imagePanel.batchGrid.isVisible()
+    assert selected_rows(window) == [2, 4]
+    assert [item.caption for item in window.imagePanel.batchGrid.items()] == ["seed 1002", "seed 1000"]
+
+    click_history_row(qtbot, window, 0)  # one entry: the image alone; the batch's grid a click away
+    qtbot.wait(10)
+    assert window.previewView.isVisible() and window.imagePanel.gridButton.isVisible()
+    qtbot.mouseClick(window.imagePanel.gridButton, Qt.MouseButton.LeftButton)
+    assert window.imagePanel.batchGrid.isVisible() and len(window.imagePanel.batchGrid.items()) == 2
+    assert "seed 1002" not in [item.caption for item in window.imagePanel.batchGrid.items()]
+
+
+def test_a_comparison_stays_open_while_an_image_finishes(qtbot, window, pipe):
+    add_entries(window, [{}, {}])
+    start_generating(qtbot, window, pipe)
+    click_history_row(qtbot, window, 0)
+    ctrl_click_history_row(qtbot, window, 1)
+    qtbot.mouseClick(window.imagePanel.compareButton, Qt.MouseButton.LeftButton)
+    compare = window.imagePanel.compareView
+    assert compare.isVisible()
+
+    wait_ready(qtbot, window)
+    qtbot.wait(10)
+    assert compare.isVisible() and window.compareAction.isChecked()
+    assert selected_rows(window) == [1, 2]
+    assert colour_shown(compare.leftView) == seed_colour(1001)
+
+
+def test_a_search_keeps_the_selected_entries_it_still_lists(qtbot, window):
+    add_entries(window, [dict(prompt="red barn"), dict(prompt="blue sea"), dict(prompt="red kite")])
+    click_history_row(qtbot, window, 0)  # red kite
+    ctrl_click_history_row(qtbot, window, 2)  # red barn
+    qtbot.keyClicks(window.historySearch, "red")
+    assert window.historyModel.rowCount() == 2 and selected_rows(window) == [0, 1]
+    assert window.imagePanel.batchGrid.isVisible()
+
+
+def test_with_several_selected_delete_asks_once_and_moves_them_all_to_the_trash(qtbot, window, trash):  # noqa: F811
+    entries = add_entries(window, [dict(prompt="keep me"), dict(prompt="old one"), dict(prompt="older one"),
+                                   dict(prompt="newest")])
+    click_history_row(qtbot, window, 1)  # "older one"
+    ctrl_click_history_row(qtbot, window, 2)  # "old one"
+    ctrl_click_history_row(qtbot, window, 0)  # "newest"
+    assert window.deleteButton.text() == "Delete 3…" and window.deleteAction.text() == "Delete 3 Entries…"
+
+    asked = answer_box_recording(qtbot, "confirmDeleteButton")
+    qtbot.mouseClick(window.deleteButton, Qt.MouseButton.LeftButton)
+    assert asked == ["Delete 3 images from the history?"]
+    assert [e.prompt for e in window.historyModel.entries()] == ["keep me"]
+    assert len(window.history) == 1 and entries[0].image_path.is_file()
+    for entry in entries[1:]:
+        assert not entry.image_path.exists() and (trash / entry.image_path.name).is_file()
+    assert window.deleteButton.text() == "Delete…"
+
+
+def test_with_several_selected_restoring_is_off_and_copy_prompt_copies_them_all(qtbot, window):
+    add_entries(window, [dict(prompt="a barn", seed=5), dict(prompt="a kite", seed=6)])
+    type_prompt(qtbot, window, "my words")
+    click_history_row(qtbot, window, 0)
+    panel = window.historyPanel
+    assert panel.useSettingsButton.isEnabled() and window.rerunAction.isEnabled()
+    ctrl_click_history_row(qtbot, window, 1)
+    for widget in (panel.useSettingsButton, panel.usePromptButton, panel.useSeedButton, panel.rerunButton,
+                   window.useSettingsAction, window.usePromptAction, window.useSeedAction, window.rerunAction,
+                   window.useEntryAsInputAction):
+        assert not widget.isEnabled()
+    assert "single image" in panel.useSettingsButton.toolTip()
+
+    window.historyList.setFocus()
+    qtbot.keyClick(window.historyList, Qt.Key.Key_Return)  # Enter is Use Settings: not with two selected
+    assert window.promptEdit.toPlainText() == "my words" and window.randomSeedCheck.isChecked()
+    assert window.queue.pending == [] and window.queue.running is None
+
+    assert panel.copyPromptButton.text() == "Copy 2 Prompts"
+    qtbot.mouseClick(panel.copyPromptButton, Qt.MouseButton.LeftButton)
+    assert QApplication.clipboard().text() == "a kite\na barn"
+
+
+# -- progress between a batch's chunks ---------------------------------------------------------------
+def test_after_a_chunk_is_decoded_the_next_one_says_it_is_starting(qtbot, window, pipe):
+    pipe.max_batch = 2  # four images: two chunks of two
+    said: list[str] = []
+    window.queue.finished.connect(lambda result: said.append(window.progressLabel.text()))
+    set_spin(qtbot, window.countSpin, 4)
+    type_prompt(qtbot, window, "four in two chunks")
+    qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(said) == 4, timeout=TIMEOUT)
+    wait_ready(qtbot, window)
+    # After the first chunk's images are in, the label is about the next chunk, not a decode.
+    assert said[1].startswith("Image 3 of 4 · starting…"), said
+    assert "decoding" not in said[1]
+    assert said[3].startswith("Done in")
