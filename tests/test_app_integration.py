@@ -4,13 +4,15 @@ and Quick Look while a run goes on, the progress between a batch's chunks, and t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 
 from test_app_support import TIMEOUT, FakePipeline, set_spin, type_prompt, wait_ready
 from test_app_viewer import add_entries, colour_shown, ctrl_click_history_row, seed_colour
-from test_app_window import click_history_row, trash  # noqa: F401 (a fixture)
+from test_app_window import click_history_row
 from test_app_image_input import fake_window
 
 
@@ -34,6 +36,17 @@ def start_generating(qtbot, window, pipe, prompt: str = "one more", count: int =
     type_prompt(qtbot, window, prompt)
     qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.previewView.is_preview(), timeout=TIMEOUT)
+
+
+@pytest.fixture
+def trash(monkeypatch, tmp_path):
+    """A stand-in Trash (as test_app_window's): moves files into a folder."""
+    import app.historycontroller as controller
+
+    folder = tmp_path / "Trash"
+    folder.mkdir()
+    monkeypatch.setattr(controller, "move_to_trash", lambda path: bool(Path(path).rename(folder / Path(path).name)) or True)
+    return folder
 
 
 def answer_box_recording(qtbot, button: str) -> list[str]:
@@ -103,7 +116,7 @@ def test_a_search_keeps_the_selected_entries_it_still_lists(qtbot, window):
     assert window.imagePanel.batchGrid.isVisible()
 
 
-def test_with_several_selected_delete_asks_once_and_moves_them_all_to_the_trash(qtbot, window, trash):  # noqa: F811
+def test_with_several_selected_delete_asks_once_and_moves_them_all_to_the_trash(qtbot, window, trash):
     entries = add_entries(window, [dict(prompt="keep me"), dict(prompt="old one"), dict(prompt="older one"),
                                    dict(prompt="newest")])
     click_history_row(qtbot, window, 1)  # "older one"
@@ -158,3 +171,70 @@ def test_after_a_chunk_is_decoded_the_next_one_says_it_is_starting(qtbot, window
     assert said[1].startswith("Image 3 of 4 · starting…"), said
     assert "decoding" not in said[1]
     assert said[3].startswith("Done in")
+
+
+# -- looking through the history while a run goes on ----------------------------------------------------
+def test_arrows_and_quick_look_during_a_run_only_show_and_esc_closes_quick_look_only(qtbot, window, pipe,
+                                                                                     monkeypatch):
+    import app.worker as worker_module
+
+    loads: list = []
+    real_load = worker_module.load_pipeline
+    monkeypatch.setattr(worker_module, "load_pipeline", lambda *a: loads.append(a) or real_load(*a))
+    add_entries(window, [dict(prompt="old one", steps=3, width=96), dict(prompt="older one", seed=77, steps=2)])
+    start_generating(qtbot, window, pipe, prompt="my words", count=3)
+    view = window.previewView
+    click_history_row(qtbot, window, 0)
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=view.rect().center())
+    qtbot.keyClick(view, Qt.Key.Key_Down)  # the image view has the keys: next entry
+    assert window.shown.params.seed == 1000
+    qtbot.keyClick(view, Qt.Key.Key_Space)
+    look = window.viewer.quick_look
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is look)
+    qtbot.keyClick(look.view, Qt.Key.Key_Up)  # back, in Quick Look
+    qtbot.waitUntil(lambda: "seed 77" in look.caption.text())
+    # Only shown: the controls are the person's and no model was loaded.
+    assert window.promptEdit.toPlainText() == "my words" and window.randomSeedCheck.isChecked()
+    assert window.stepsSlider.value() == 4 and window.widthSpin.value() == 64
+    assert loads == [] and window.queue.loading is None
+
+    qtbot.keyClick(look.view, Qt.Key.Key_Escape)  # closes Quick Look; the run goes on
+    assert not look.isVisible()
+    assert window.queue.running is not None and not window.queue.is_cancelling(window.queue.running)
+    assert len(window.queue.running_jobs) + len(window.queue.pending) == 3
+    wait_ready(qtbot, window)
+    assert len(window.history) == 5
+
+
+# -- shortcuts ---------------------------------------------------------------------------------------
+def test_no_two_actions_or_keys_of_the_window_share_a_shortcut(qtbot, window):
+    """Every action (File, Edit, Image, View, Window, Models, Preferences, the context menus) and
+    every widget key (Space, Enter, Delete on the history): a key shared by two of them in
+    overlapping places is ambiguous, and Qt then runs neither."""
+    from PySide6.QtGui import QAction, QShortcut
+
+    owners: dict[str, list[tuple[object, str, set]]] = {}
+    for action in window.findChildren(QAction):
+        places = {id(o) for o in action.associatedObjects()}
+        for sequence in action.shortcuts():
+            owners.setdefault(sequence.toString(), []).append((action, action.shortcutContext().name, places))
+    for shortcut in window.findChildren(QShortcut):
+        owners.setdefault(shortcut.key().toString(), []).append(
+            (shortcut, shortcut.context().name, {id(shortcut.parent())}))
+    for key, users in owners.items():
+        if len(users) < 2 or not key:
+            continue
+        window_wide = [u for u in users if u[1] in ("WindowShortcut", "ApplicationShortcut")]
+        assert not window_wide, f"{key} is taken by {[getattr(u[0], 'text', lambda: 'a key')() for u in users]}"
+        for i, (_, _, a) in enumerate(users):  # widget keys: never two on the same widget
+            for _, _, b in users[i + 1:]:
+                assert not a & b, f"{key} is taken twice on one widget"
+
+    # The keys a person relies on, each with one meaning.
+    assert [u[0].objectName() for u in owners["Esc"]] == ["cancelAction"]
+    assert [u[0].objectName() for u in owners["Space"]] == ["quickLookKey"]
+    # Quit, Preferences, Models, Find and the View toggles have keys (Ctrl+Q where the platform names none).
+    for name in ("quitAction", "preferencesAction", "modelManagerAction", "findAction", "toggleControlsAction",
+                 "toggleHistoryAction", "zoomFitAction", "fullScreenAction", "minimizeAction"):
+        keys = [sequence.toString() for sequence in getattr(window, name).shortcuts()]
+        assert any(keys), f"{name} has no shortcut"
