@@ -24,7 +24,7 @@ from app.export import (default_folder, default_name, dialog_filters, export_ima
 from app.focusring import apply_focus_ring
 from app.history import HistoryError, HistoryStore
 from app.historycontroller import HistoryController
-from app.historyview import HistoryPanel
+from app.historyview import HistoryPanel, minimum_panel_width
 from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.inputcontroller import InputController
@@ -127,7 +127,8 @@ class MainWindow(QMainWindow):
             self.splitter.addWidget(widget)
             self.splitter.setStretchFactor(self.splitter.count() - 1, stretch)
         # No minimum widths below the panels' own: a narrower panel cut its fields and buttons.
-        self.historyPanel.setMinimumWidth(200)  # room for a thumbnail and some of its prompt
+        # Room for a thumbnail and a row's seed and age whole (app/historyview.py).
+        self.historyPanel.setMinimumWidth(minimum_panel_width(self.historyPanel))
         self.splitter.setSizes([320, 680, 320])
         self.setCentralWidget(self.splitter)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 
 from test_app_support import TIMEOUT, FakePipeline, set_spin, type_prompt, wait_ready
@@ -238,3 +238,74 @@ def test_no_two_actions_or_keys_of_the_window_share_a_shortcut(qtbot, window):
                  "toggleHistoryAction", "zoomFitAction", "fullScreenAction", "minimizeAction"):
         keys = [sequence.toString() for sequence in getattr(window, name).shortcuts()]
         assert any(keys), f"{name} has no shortcut"
+
+
+# -- the history at its narrowest ---------------------------------------------------------------------
+def test_at_the_narrowest_history_a_row_keeps_its_seed_and_age_whole(qtbot, window):
+    import time as clock
+
+    from PIL import Image
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    from app.imaging import thumbnail_png
+    from app.params import SEED_MAX, GenerationParams, ModelChoice
+    from mlx_flux.metadata import save_png
+    from mlx_flux.request import GenerationRequest
+    from test_app_history_restore import RecordingPainter
+
+    request = GenerationRequest("a lighthouse on a cliff at dusk, stormy sea " * 3, 1024, 768, steps=28,
+                                seed=SEED_MAX, model="fake-schnell")
+    picture = Image.new("RGB", (64, 48), (20, 90, 160))
+    path = window.data_dir.images / "made" / "one.png"
+    path.parent.mkdir(parents=True)
+    save_png(picture, path, request.to_metadata())
+    window.history.add(GenerationParams(ModelChoice(window.controls.current_model()), request), path,
+                       variant="schnell", created_at=clock.time() - 59 * 60 - 5, thumbnail=thumbnail_png(picture))
+    window.refresh_history()
+
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 800
+    window.resize(hint)
+    qtbot.waitUntil(lambda: window.width() == hint.width())
+    window.splitter.setSizes([0, 10_000, 0])  # everything to the image: the panels at their minimum
+    assert window.historyPanel.width() == window.historyPanel.minimumWidth()
+
+    view = window.historyList
+    index = window.historyModel.index(0)
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    option.rect, option.widget = view.visualRect(index), view
+    image = QImage(view.viewport().size(), QImage.Format.Format_ARGB32)
+    painter = RecordingPainter(image)
+    view.itemDelegate().paint(painter, option, index)
+    painter.end()
+    assert f"seed {SEED_MAX}" in painter.texts and "59 min ago" in painter.texts, painter.texts
+
+
+def drag_handle(qtbot, window, index: int, dx: int) -> None:
+    """Drag the splitter handle before widget `index` by `dx` pixels, as with the mouse."""
+    handle = window.splitter.handle(index)
+    start = handle.rect().center()
+    qtbot.mousePress(handle, Qt.MouseButton.LeftButton, pos=start)
+    for step in range(1, 11):
+        qtbot.mouseMove(handle, start + QPoint(dx * step // 10, 0))
+    qtbot.mouseRelease(handle, Qt.MouseButton.LeftButton, pos=start + QPoint(dx, 0))
+
+
+def test_dragging_a_side_panel_to_nothing_hides_it_as_the_view_menu_does(qtbot, window):
+    history = window.historyPanel
+    assert window.toggleHistoryAction.text() == "Hide History"
+    drag_handle(qtbot, window, 2, history.width() + 50)  # the history's edge, to the window's right
+    qtbot.waitUntil(lambda: history.isHidden())
+    assert window.toggleHistoryAction.text() == "Show History"
+    assert not window.settings.panel_visible("history")
+    window.toggleHistoryAction.trigger()  # View > Show History brings it back, at a usable width
+    assert history.isVisible() and history.width() >= history.minimumWidth()
+
+    controls = window.controls
+    drag_handle(qtbot, window, 1, -(controls.width() + 50))
+    qtbot.waitUntil(lambda: controls.isHidden())
+    assert window.toggleControlsAction.text() == "Show Controls"
+    drag_handle(qtbot, window, 2, -2000)  # the image never collapses
+    assert window.imagePanel.width() > 0
