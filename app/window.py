@@ -521,6 +521,9 @@ class MainWindow(QMainWindow):
         elif self.model_failure is not None and self.model_failure[0] == ModelChoice(current, self.controls.quantize()):
             # Until the model or its precision changes, or a retry (Generate) loads it again.
             text, tip = f"{display_name(current)} · failed to load", self.model_failure[1]
+        elif current and self.model_setup.needs_download(current):
+            # Generate opens the model manager for it, not a load: say what is missing.
+            text, tip = f"{display_name(current)} · not downloaded", "File > Models… downloads it"
         else:
             text = f"{display_name(current)} · loads on Generate" if current else "No model chosen"
         self.modelStatusLabel.setText(text)
