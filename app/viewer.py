@@ -287,6 +287,8 @@ class ViewerController:
             self._batches.append(_Batch({job.id for job in jobs}))
 
     def _on_job_started(self, job: Job) -> None:
+        if not self.window.view.pinned and self.mode() in ("grid", "compare"):
+            self.show_page("image")  # the view follows the run: its caption says "Generating"
         p = job.params
         self.view.expect_size(QSize(p.width, p.height) if p.width and p.height else QSize())
 

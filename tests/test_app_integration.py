@@ -309,3 +309,40 @@ def test_dragging_a_side_panel_to_nothing_hides_it_as_the_view_menu_does(qtbot, 
     assert window.toggleControlsAction.text() == "Show Controls"
     drag_handle(qtbot, window, 2, -2000)  # the image never collapses
     assert window.imagePanel.width() > 0
+
+
+# -- the first run ------------------------------------------------------------------------------------
+def test_on_a_first_run_the_status_says_the_model_is_not_downloaded(qtbot, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from test_app_support import open_window
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # a new user's empty cache
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    _, window = open_window(qtbot, tmp_path / "data")
+    # Generate would open the model manager, not load: the status must not promise a load.
+    assert window.modelStatusLabel.text() == "FLUX.1-schnell · not downloaded"
+    assert "Models" in window.modelStatusLabel.toolTip()
+    window.close()
+
+
+def test_generate_from_a_comparison_shows_the_run_not_the_pair(qtbot, window):
+    import threading
+
+    add_entries(window, [{}, {}])
+    click_history_row(qtbot, window, 0)
+    ctrl_click_history_row(qtbot, window, 1)
+    qtbot.mouseClick(window.imagePanel.compareButton, Qt.MouseButton.LeftButton)
+    assert window.imagePanel.compareView.isVisible()
+    begin = threading.Event()  # the run waits (on the worker thread) before its first step: "Starting…"
+    window.queue.worker.jobStarted.connect(lambda *a: begin.wait(TIMEOUT / 1000), Qt.ConnectionType.DirectConnection)
+    type_prompt(qtbot, window, "a new one")
+    with qtbot.waitSignal(window.queue.jobStarted, timeout=TIMEOUT):
+        qtbot.mouseClick(window.generateButton, Qt.MouseButton.LeftButton)
+    try:
+        assert window.imageInfoLabel.text().startswith("Generating")
+        assert window.previewView.isVisible() and not window.imagePanel.compareView.isVisible()
+    finally:
+        begin.set()
+    wait_ready(qtbot, window)
