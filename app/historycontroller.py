@@ -138,7 +138,11 @@ class HistoryController:
             widget.setEnabled(count >= 1)
         several = count > 1
         p.deleteButton.setText(f"Delete {count}…" if several else "Delete…")
-        w.deleteAction.setText(f"Delete {count} Entries…" if several else "Delete Entry…")
+        delete_text = f"Delete {count} Entries…" if several else "Delete Entry…"
+        w.deleteAction.setText(delete_text)
+        for action in self.list.actions():  # the context menu's own Delete (the Delete key's action)
+            if action.shortcut() == QKeySequence(Qt.Key.Key_Delete):
+                action.setText(delete_text)
         p.copyPromptButton.setText(f"Copy {count} Prompts" if several else "Copy Prompt")
         w.copyPromptAction.setText(f"Copy {count} Prompts" if several else "Copy Prompt")
         tip = "Select a single image for this" if several else None

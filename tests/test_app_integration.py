@@ -123,6 +123,8 @@ def test_with_several_selected_delete_asks_once_and_moves_them_all_to_the_trash(
     ctrl_click_history_row(qtbot, window, 2)  # "old one"
     ctrl_click_history_row(qtbot, window, 0)  # "newest"
     assert window.deleteButton.text() == "Delete 3…" and window.deleteAction.text() == "Delete 3 Entries…"
+    in_context_menu = [a.text() for a in window.historyList.actions() if a.text().startswith("Delete")]
+    assert in_context_menu == ["Delete 3 Entries…"]
 
     asked = answer_box_recording(qtbot, "confirmDeleteButton")
     qtbot.mouseClick(window.deleteButton, Qt.MouseButton.LeftButton)
