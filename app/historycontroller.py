@@ -249,61 +249,77 @@ class HistoryController:
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         box.exec()
         if box.clickedButton() is delete:
-            for entry in entries:
-                self.delete_entry(entry)
+            self.delete_entries(entries)
 
     def delete_entry(self, entry: HistoryEntry) -> None:
+        self.delete_entries([entry])
+
+    def delete_entries(self, entries: list[HistoryEntry]) -> None:
+        """Delete the entries from the history, their images to the Trash (asked once for all
+        that cannot go there); the keyboard stays in the list, on the first one's neighbour."""
         w = self.window
-        row = self.model.row_of(entry.id)
-        try:
-            self.history.delete(entry.id)
-        except HistoryError as exc:
-            w.show_message(str(exc))
+        rows = [row for row in (self.model.row_of(entry.id) for entry in entries) if row >= 0]
+        gone: list[HistoryEntry] = []
+        for entry in entries:
+            try:
+                self.history.delete(entry.id)
+            except HistoryError as exc:
+                w.show_message(str(exc))
+                break
+            gone.append(entry)
+        if not gone:
             return
-        self._remove_file(entry.image_path)
-        if w.shown is not None and w.shown.entry_id == entry.id:
+        self._remove_files([entry.image_path for entry in gone])
+        if w.shown is not None and w.shown.entry_id in {entry.id for entry in gone}:
             w.shown = None
             w.set_pinned(False)  # nothing left to look at: back to the live previews
             w.clear_image()
         self.list.selectionModel().clearSelection()
         self.refresh_history()
-        # Keep the keyboard in the list: move to the neighbour of the deleted row.
-        if self.model.rowCount():
-            neighbour = self.model.index(min(row, self.model.rowCount() - 1))
+        # Keep the keyboard in the list: move to the neighbour of the (first) deleted row.
+        if self.model.rowCount() and rows:
+            neighbour = self.model.index(min(min(rows), self.model.rowCount() - 1))
             self._select_quietly(neighbour, QItemSelectionModel.SelectionFlag.Current)
         self.update_actions()
 
-
-    def _remove_file(self, path: Path) -> None:
-        """Move an entry's image to the Trash, only ever inside the data folder; where there is no
-        usable Trash, ask before deleting it for good (the confirmation promised the Trash)."""
+    def _remove_files(self, paths: list[Path]) -> None:
+        """Move entries' images to the Trash, only ever inside the data folder; where there is no
+        usable Trash, ask once before deleting them for good (the confirmation promised the Trash)."""
         w = self.window
-        if not path.exists() and not path.is_symlink():
+        stuck: list[Path] = []
+        for path in paths:
+            if not path.exists() and not path.is_symlink():
+                continue
+            if not inside(path, self.history.data_dir):  # a row edited or made elsewhere: never follow it out
+                w.show_message(f"The entry is gone; its image file {path.name} is outside the data folder and "
+                               "was left where it is.", "info")
+                continue
+            if not move_to_trash(path):
+                stuck.append(path)
+        if not stuck:
             return
-        if not inside(path, self.history.data_dir):  # a row edited or made elsewhere: never follow it out
-            w.show_message(f"The entry is gone; its image file {path.name} is outside the data folder and was "
-                           "left where it is.", "info")
-            return
-        if move_to_trash(path):
-            return
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image",
-                          f"“{path.name}” cannot be moved to the Trash.", parent=w)
+        one = len(stuck) == 1
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image" if one else "Delete Images",
+                          f"“{stuck[0].name}” cannot be moved to the Trash." if one else
+                          f"{len(stuck)} image files cannot be moved to the Trash.", parent=w)
         box.setObjectName("confirmPermanentDeleteBox")
-        box.setInformativeText("Delete it permanently? This cannot be undone.")
+        box.setInformativeText(f"Delete {'it' if one else 'them'} permanently? This cannot be undone.")
         delete = box.addButton("Delete Permanently", QMessageBox.ButtonRole.DestructiveRole)
         delete.setObjectName("deletePermanentlyButton")
-        keep = box.addButton("Keep the File", QMessageBox.ButtonRole.RejectRole)
+        keep = box.addButton("Keep the File" if one else "Keep the Files", QMessageBox.ButtonRole.RejectRole)
         keep.setObjectName("keepFileButton")
         box.setDefaultButton(keep)
         box.exec()
         if box.clickedButton() is not delete:
-            w.show_message(f"The entry is gone; its image file was kept: {path}", "info")
+            w.show_message(f"The entry is gone; its image file was kept: {stuck[0]}" if one else
+                           f"The entries are gone; their image files were kept in {stuck[0].parent}", "info")
             return
-        try:
-            path.unlink()
-        except OSError as exc:
-            log.exception("could not remove %s", path)
-            w.show_message(f"Could not delete {path.name}: {exc.strerror or exc}")
+        for path in stuck:
+            try:
+                path.unlink()
+            except OSError as exc:
+                log.exception("could not remove %s", path)
+                w.show_message(f"Could not delete {path.name}: {exc.strerror or exc}")
 
 
 def inside(path: Path, folder: Path) -> bool:

@@ -65,6 +65,32 @@ def answer_box_recording(qtbot, button: str) -> list[str]:
     return asked
 
 
+class BoxAnswers:
+    """Clicks the buttons named, one per modal message box as each opens (any further box: the
+    last button again, so that nothing is left hanging) until stopped; `asked` gets their questions."""
+
+    def __init__(self, qtbot, buttons: list[str]) -> None:
+        self.qtbot, self.buttons = qtbot, buttons
+        self.asked: list[str] = []
+        self._seen: list[QMessageBox] = []
+        self._stopped = False
+        QTimer.singleShot(0, self._click)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def _click(self) -> None:
+        if self._stopped:
+            return
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox) and box not in self._seen:
+            self._seen.append(box)
+            self.asked.append(box.text())
+            button = self.buttons[min(len(self.asked), len(self.buttons)) - 1]
+            self.qtbot.mouseClick(box.findChild(QPushButton, button), Qt.MouseButton.LeftButton)
+        QTimer.singleShot(20, self._click)
+
+
 def selected_rows(window) -> list[int]:
     return sorted(index.row() for index in window.historyList.selectionModel().selectedRows())
 
@@ -348,3 +374,21 @@ def test_generate_from_a_comparison_shows_the_run_not_the_pair(qtbot, window):
     finally:
         begin.set()
     wait_ready(qtbot, window)
+
+
+@pytest.mark.parametrize("answer", ["keepFileButton", "deletePermanentlyButton"])
+def test_without_a_trash_deleting_several_asks_once(qtbot, window, monkeypatch, answer):
+    import app.historycontroller as controller
+
+    monkeypatch.setattr(controller, "move_to_trash", lambda path: False)
+    entries = add_entries(window, [dict(prompt="one"), dict(prompt="two"), dict(prompt="three")])
+    click_history_row(qtbot, window, 0)
+    ctrl_click_history_row(qtbot, window, 1)
+    ctrl_click_history_row(qtbot, window, 2)
+    answers = BoxAnswers(qtbot, ["confirmDeleteButton", answer])
+    qtbot.mouseClick(window.deleteButton, Qt.MouseButton.LeftButton)
+    answers.stop()
+    # One question for the three files, not one per file.
+    assert answers.asked == ["Delete 3 images from the history?", "3 image files cannot be moved to the Trash."]
+    assert len(window.history) == 0 and window.historyModel.rowCount() == 0
+    assert all(entry.image_path.exists() == (answer == "keepFileButton") for entry in entries)
