@@ -392,3 +392,27 @@ def test_without_a_trash_deleting_several_asks_once(qtbot, window, monkeypatch, 
     assert answers.asked == ["Delete 3 images from the history?", "3 image files cannot be moved to the Trash."]
     assert len(window.history) == 0 and window.historyModel.rowCount() == 0
     assert all(entry.image_path.exists() == (answer == "keepFileButton") for entry in entries)
+
+
+# -- a real display ---------------------------------------------------------------------------------
+def test_a_badge_on_linux_prints_no_qt_warning(tmp_path):
+    """An image finished in the background badges the app's icon; on a Linux display Qt only
+    complains on the terminal unless the app names its .desktop file (seen under Xvfb)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("xvfb-run") is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs Linux and xvfb-run")
+    script = ("import sys\n"
+              "from app.main import create_app\n"
+              "from app.notify import set_badge\n"
+              "app, window = create_app(['mlx-flux-app', '--data-dir', sys.argv[1]])\n"
+              "window.show()\nset_badge(2)\nset_badge(0)\nwindow.close()\nprint('badged')\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb", PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               XDG_DATA_HOME=str(tmp_path / "xdg"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    done = subprocess.run(["xvfb-run", "-a", sys.executable, "-c", script, str(tmp_path / "data")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "badged" in done.stdout, done.stderr
+    assert "badge" not in done.stderr.lower(), done.stderr
