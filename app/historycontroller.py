@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt
 from PySide6.QtGui import QGuiApplication, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMessageBox
 
@@ -71,34 +71,87 @@ class HistoryController:
             view.selecting_quietly = False
 
     def refresh_history(self, select_id: int | None = None) -> None:
+        """Relist (a new image, a search); `select_id` becomes the one selected row (a followed
+        run's new image), else the rows selected stay selected, several too (a grid or a
+        comparison the person opened stays open while images finish)."""
         current = self.selected_entry()
+        kept = [entry.id for entry in self.selected_entries()]
         search = self.panel.historySearch.text()
         try:
             entries = self.history.search(search)
         except HistoryError as exc:
             self.window.show_message(str(exc))
             entries = []
-        self.model.set_entries(entries)
-        self.panel.show_count(len(entries), len(self.history), bool(search.strip()))
-        keep = select_id if select_id is not None else (current.id if current else None)
-        row = self.model.row_of(keep) if keep is not None else -1
-        if row >= 0:
-            self._select_quietly(self.model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
-            self.list.scrollTo(self.model.index(row))
+        view = self.window.view
+        view.selecting_quietly = True  # the reset's own selection changes are not the person's
+        try:
+            self.model.set_entries(entries)
+            self.panel.show_count(len(entries), len(self.history), bool(search.strip()))
+            if select_id is not None:
+                kept, current_id = [select_id], select_id
+            else:
+                current_id = current.id if current is not None else None
+            self._reselect(kept, current_id)
+        finally:
+            view.selecting_quietly = False
         self.update_actions()
+
+    def _reselect(self, ids: list[int], current_id: int | None) -> None:
+        """Select the rows of `ids` (those still listed), `current_id`'s the current one."""
+        rows = [row for row in (self.model.row_of(i) for i in ids) if row >= 0]
+        if not rows:
+            return
+        selection = QItemSelection()
+        for row in rows:
+            selection.select(self.model.index(row), self.model.index(row))
+        model = self.list.selectionModel()
+        model.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        current_row = self.model.row_of(current_id) if current_id is not None else -1
+        index = self.model.index(current_row if current_row in rows else rows[0])
+        model.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.NoUpdate)
+        self.list.scrollTo(index)
 
     def selected_entry(self) -> HistoryEntry | None:
         index = self.list.currentIndex()
         return index.data(EntryRole) if index.isValid() and self.list.selectionModel().isSelected(index) else None
 
+    def selected_entries(self) -> list[HistoryEntry]:
+        """The selected entries, in list order (newest first)."""
+        rows = sorted(self.list.selectionModel().selectedRows(), key=lambda index: index.row())
+        return [entry for index in rows if (entry := index.data(EntryRole)) is not None]
+
+    def single_entry(self) -> HistoryEntry | None:
+        """The entry that Use Prompt / Use Seed / Use Settings / Re-run / Use as Input act on:
+        the selected one, none while several are selected (which one would be a guess)."""
+        return self.selected_entry() if len(self.list.selectionModel().selectedRows()) <= 1 else None
+
     def update_actions(self) -> None:
-        has = self.selected_entry() is not None
         w, p = self.window, self.panel
-        for widget in (p.rerunButton, p.copyPromptButton, p.deleteButton, w.rerunAction,
-                       w.copyPromptAction, w.deleteAction, w.useEntryAsInputAction,
-                       p.usePromptButton, p.useSeedButton, p.useSettingsButton, w.usePromptAction,
-                       w.useSeedAction, w.useSettingsAction):
-            widget.setEnabled(has)
+        count = len(self.selected_entries())
+        one = count == 1 and self.selected_entry() is not None
+        # Delete and Copy Prompt take all the selected entries; restoring and re-running take one.
+        for widget in (p.rerunButton, w.rerunAction, w.useEntryAsInputAction, p.usePromptButton,
+                       p.useSeedButton, p.useSettingsButton, w.usePromptAction, w.useSeedAction,
+                       w.useSettingsAction):
+            widget.setEnabled(one)
+        for widget in (p.copyPromptButton, p.deleteButton, w.copyPromptAction, w.deleteAction):
+            widget.setEnabled(count >= 1)
+        several = count > 1
+        p.deleteButton.setText(f"Delete {count}…" if several else "Delete…")
+        delete_text = f"Delete {count} Entries…" if several else "Delete Entry…"
+        w.deleteAction.setText(delete_text)
+        for action in self.list.actions():  # the context menu's own Delete (the Delete key's action)
+            if action.shortcut() == QKeySequence(Qt.Key.Key_Delete):
+                action.setText(delete_text)
+        p.copyPromptButton.setText(f"Copy {count} Prompts" if several else "Copy Prompt")
+        w.copyPromptAction.setText(f"Copy {count} Prompts" if several else "Copy Prompt")
+        tip = "Select a single image for this" if several else None
+        for button, usual in ((p.rerunButton, "Generate again with this entry's prompt, settings and seed"),
+                              (p.usePromptButton, "Replace the prompt with this entry's (Undo brings yours back)"),
+                              (p.useSeedButton, "Lock the seed to this entry's"),
+                              (p.useSettingsButton, "Put all of this entry's settings in the controls (also: "
+                                                    "double-click or Enter); a different model is asked for first")):
+            button.setToolTip(tip or usual)
 
     def _on_history_current(self, current: QModelIndex, previous: QModelIndex) -> None:
         self.update_actions()
@@ -125,21 +178,21 @@ class HistoryController:
     # -- restoring, only when asked -------------------------------------------------------------
     def use_prompt(self) -> None:
         """The entry's prompt replaces the one in the box (Cmd+Z brings the old one back)."""
-        entry = self.selected_entry()
+        entry = self.single_entry()
         if entry is not None:
             self.window.controls.promptEdit.replace_text(entry.prompt)
             self.window.statusBar().showMessage("Prompt replaced (Undo brings yours back)", 4000)
 
     def use_seed(self) -> None:
         """Lock the seed to the entry's: the next image varies only with what is changed."""
-        entry = self.selected_entry()
+        entry = self.single_entry()
         if entry is not None and entry.seed is not None:
             self.window.controls.set_seed(entry.seed, lock=True)
             self.window.statusBar().showMessage(f"Seed locked to {entry.seed}", 4000)
 
     def use_settings(self) -> None:
         """Everything the entry was made with back in the controls; a different model is asked for."""
-        entry = self.selected_entry()
+        entry = self.single_entry()
         if entry is not None:
             self.window.restorer.use_settings(entry.params)
             self.window.statusBar().showMessage("Settings of this image restored", 4000)
@@ -151,7 +204,7 @@ class HistoryController:
 
     def rerun_selected(self) -> list[Job]:
         """Make the entry again with its own settings (and model, if the person agrees to switch)."""
-        entry = self.selected_entry()
+        entry = self.single_entry()
         if entry is None:
             return []
         params = self.window.restorer.use_settings(entry.params)
@@ -163,84 +216,110 @@ class HistoryController:
 
     def use_selected_as_input(self) -> None:
         """The selected entry's image becomes the input of the next one."""
-        self.window.input_controller.use_entry(self.selected_entry())
+        entry = self.single_entry()
+        if entry is not None:
+            self.window.input_controller.use_entry(entry)
 
     def copy_selected_prompt(self) -> None:
-        entry = self.selected_entry()
-        if entry is not None:
-            QGuiApplication.clipboard().setText(entry.prompt)
-            self.window.statusBar().showMessage("Prompt copied", 3000)
+        """The selected entries' prompts, one a line (newest first)."""
+        entries = self.selected_entries()
+        if entries:
+            QGuiApplication.clipboard().setText("\n".join(entry.prompt for entry in entries))
+            self.window.statusBar().showMessage("Prompt copied" if len(entries) == 1 else
+                                                f"{len(entries)} prompts copied", 3000)
 
     def delete_selected(self) -> None:
-        """Ask, then delete the selected entry and move its image to the Trash."""
-        entry = self.selected_entry()
-        if entry is None:
+        """Ask, then delete the selected entries and move their images to the Trash."""
+        entries = self.selected_entries()
+        if not entries:
             return
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image",
-                          "Delete this image from the history?", parent=self.window)
+        n = len(entries)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image" if n == 1 else "Delete Images",
+                          "Delete this image from the history?" if n == 1 else f"Delete {n} images from the history?",
+                          parent=self.window)
         box.setObjectName("confirmDeleteBox")
-        box.setInformativeText(f"“{entry.prompt[:80]}”, seed {entry.seed}.\n"
-                               "Its image file is moved to the Trash. Other images are not affected.")
-        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        if n == 1:
+            box.setInformativeText(f"“{entries[0].prompt[:80]}”, seed {entries[0].seed}.\n"
+                                   "Its image file is moved to the Trash. Other images are not affected.")
+        else:
+            box.setInformativeText("Their image files are moved to the Trash. Other images are not affected.")
+        delete = box.addButton("Delete" if n == 1 else f"Delete {n}", QMessageBox.ButtonRole.DestructiveRole)
         delete.setObjectName("confirmDeleteButton")
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         box.exec()
         if box.clickedButton() is delete:
-            self.delete_entry(entry)
+            self.delete_entries(entries)
 
     def delete_entry(self, entry: HistoryEntry) -> None:
+        self.delete_entries([entry])
+
+    def delete_entries(self, entries: list[HistoryEntry]) -> None:
+        """Delete the entries from the history, their images to the Trash (asked once for all
+        that cannot go there); the keyboard stays in the list, on the first one's neighbour."""
         w = self.window
-        row = self.model.row_of(entry.id)
-        try:
-            self.history.delete(entry.id)
-        except HistoryError as exc:
-            w.show_message(str(exc))
+        rows = [row for row in (self.model.row_of(entry.id) for entry in entries) if row >= 0]
+        gone: list[HistoryEntry] = []
+        for entry in entries:
+            try:
+                self.history.delete(entry.id)
+            except HistoryError as exc:
+                w.show_message(str(exc))
+                break
+            gone.append(entry)
+        if not gone:
             return
-        self._remove_file(entry.image_path)
-        if w.shown is not None and w.shown.entry_id == entry.id:
+        self._remove_files([entry.image_path for entry in gone])
+        if w.shown is not None and w.shown.entry_id in {entry.id for entry in gone}:
             w.shown = None
             w.set_pinned(False)  # nothing left to look at: back to the live previews
             w.clear_image()
         self.list.selectionModel().clearSelection()
         self.refresh_history()
-        # Keep the keyboard in the list: move to the neighbour of the deleted row.
-        if self.model.rowCount():
-            neighbour = self.model.index(min(row, self.model.rowCount() - 1))
+        # Keep the keyboard in the list: move to the neighbour of the (first) deleted row.
+        if self.model.rowCount() and rows:
+            neighbour = self.model.index(min(min(rows), self.model.rowCount() - 1))
             self._select_quietly(neighbour, QItemSelectionModel.SelectionFlag.Current)
         self.update_actions()
 
-
-    def _remove_file(self, path: Path) -> None:
-        """Move an entry's image to the Trash, only ever inside the data folder; where there is no
-        usable Trash, ask before deleting it for good (the confirmation promised the Trash)."""
+    def _remove_files(self, paths: list[Path]) -> None:
+        """Move entries' images to the Trash, only ever inside the data folder; where there is no
+        usable Trash, ask once before deleting them for good (the confirmation promised the Trash)."""
         w = self.window
-        if not path.exists() and not path.is_symlink():
+        stuck: list[Path] = []
+        for path in paths:
+            if not path.exists() and not path.is_symlink():
+                continue
+            if not inside(path, self.history.data_dir):  # a row edited or made elsewhere: never follow it out
+                w.show_message(f"The entry is gone; its image file {path.name} is outside the data folder and "
+                               "was left where it is.", "info")
+                continue
+            if not move_to_trash(path):
+                stuck.append(path)
+        if not stuck:
             return
-        if not inside(path, self.history.data_dir):  # a row edited or made elsewhere: never follow it out
-            w.show_message(f"The entry is gone; its image file {path.name} is outside the data folder and was "
-                           "left where it is.", "info")
-            return
-        if move_to_trash(path):
-            return
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image",
-                          f"“{path.name}” cannot be moved to the Trash.", parent=w)
+        one = len(stuck) == 1
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete Image" if one else "Delete Images",
+                          f"“{stuck[0].name}” cannot be moved to the Trash." if one else
+                          f"{len(stuck)} image files cannot be moved to the Trash.", parent=w)
         box.setObjectName("confirmPermanentDeleteBox")
-        box.setInformativeText("Delete it permanently? This cannot be undone.")
+        box.setInformativeText(f"Delete {'it' if one else 'them'} permanently? This cannot be undone.")
         delete = box.addButton("Delete Permanently", QMessageBox.ButtonRole.DestructiveRole)
         delete.setObjectName("deletePermanentlyButton")
-        keep = box.addButton("Keep the File", QMessageBox.ButtonRole.RejectRole)
+        keep = box.addButton("Keep the File" if one else "Keep the Files", QMessageBox.ButtonRole.RejectRole)
         keep.setObjectName("keepFileButton")
         box.setDefaultButton(keep)
         box.exec()
         if box.clickedButton() is not delete:
-            w.show_message(f"The entry is gone; its image file was kept: {path}", "info")
+            w.show_message(f"The entry is gone; its image file was kept: {stuck[0]}" if one else
+                           f"The entries are gone; their image files were kept in {stuck[0].parent}", "info")
             return
-        try:
-            path.unlink()
-        except OSError as exc:
-            log.exception("could not remove %s", path)
-            w.show_message(f"Could not delete {path.name}: {exc.strerror or exc}")
+        for path in stuck:
+            try:
+                path.unlink()
+            except OSError as exc:
+                log.exception("could not remove %s", path)
+                w.show_message(f"Could not delete {path.name}: {exc.strerror or exc}")
 
 
 def inside(path: Path, folder: Path) -> bool:

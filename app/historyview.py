@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QFontMetrics, QIcon, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QIcon, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QLabel, QLineEdit, QListView, QPushButton, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
     QVBoxLayout, QWidget,
@@ -57,6 +57,39 @@ def info_line(entry: HistoryEntry, metrics: QFontMetrics, width: int, now: float
     head = metrics.elidedText(" · ".join(settings_parts(entry)), Qt.TextElideMode.ElideRight, room) \
         if room > metrics.horizontalAdvance("…") else ""
     return (f"{head} · " if head else ""), tail
+
+
+def info_lines(entry: HistoryEntry, metrics: QFontMetrics, width: int,
+               now: float | None = None) -> list[tuple[str, str]]:
+    """A row's settings as lines of (left, right) text, bottom last: one line ("settings · ",
+    "seed 42 · 3 min ago") where the seed and the age fit whole beside some settings; in a
+    narrower row the settings get a line of their own, and narrower still the seed and the age
+    each get one (the settings are in the tooltip and the caption), so neither is ever cut."""
+    tail = f"seed {entry.request.seed} · {age(entry.created_at, now)}"
+    room = width - metrics.horizontalAdvance(tail) - metrics.horizontalAdvance(" · ")
+    if room >= metrics.horizontalAdvance("1024×1024…"):
+        return [info_line(entry, metrics, width, now)]
+    settings = metrics.elidedText(" · ".join(settings_parts(entry)), Qt.TextElideMode.ElideRight, width)
+    if metrics.horizontalAdvance(tail) <= width:
+        return [(settings, ""), ("", tail)]
+    return [(f"seed {entry.request.seed}", ""), (age(entry.created_at, now), "")]
+
+
+def narrow_text_width(metrics: QFontMetrics) -> int:
+    """The text width a row needs for its largest seed and longest age on lines of their own."""
+    from app.params import SEED_MAX
+
+    return max(metrics.horizontalAdvance(text) for text in (f"seed {SEED_MAX}", "59 min ago", "28 Sep 2026"))
+
+
+def minimum_panel_width(panel: QWidget) -> int:
+    """The history panel's narrowest: thumbnail, padding, list frame and scroll bar, margins,
+    and room for a row's seed and age (see info_lines)."""
+    small = panel.historyList.font()
+    small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
+    margins = panel.layout().contentsMargins()
+    chrome = 2 * panel.historyList.frameWidth() + panel.historyList.verticalScrollBar().sizeHint().width()
+    return margins.left() + margins.right() + chrome + THUMB + 3 * PADDING + narrow_text_width(QFontMetrics(small))
 
 
 def age(timestamp: float, now: float | None = None) -> str:
@@ -192,10 +225,20 @@ class HistoryDelegate(QStyledItemDelegate):
         metrics = QFontMetrics(option.font)
         line = metrics.lineSpacing()
 
+        # Settings, seed and age in a smaller, secondary colour, at the bottom (one line, or
+        # two in a narrow row); the prompt above them gets what is left (two lines, or one).
+        small = QFont(option.font)
+        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
+        small_metrics = QFontMetrics(small)
+        lines = info_lines(entry, small_metrics, text_rect.width())
+
         # Prompt: up to two lines, elided at the end.
         painter.setPen(option.palette.color(group, text_role))
         prompt = " ".join(entry.prompt.split()) or "(empty prompt)"
         first, rest = _split_line(prompt, metrics, text_rect.width())
+        if len(lines) > 1:
+            first = metrics.elidedText(prompt, Qt.TextElideMode.ElideRight, text_rect.width())
+            rest = ""
         painter.drawText(QRect(text_rect.left(), text_rect.top(), text_rect.width(), line),
                          Qt.AlignmentFlag.AlignLeft, first)
         if rest:
@@ -203,18 +246,17 @@ class HistoryDelegate(QStyledItemDelegate):
             painter.drawText(QRect(text_rect.left(), text_rect.top() + line, text_rect.width(), line),
                              Qt.AlignmentFlag.AlignLeft, second)
 
-        # Settings and age in a smaller, secondary colour.
-        small = option.font
-        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
         painter.setFont(small)
-        small_metrics = QFontMetrics(small)
         secondary = option.palette.color(group, text_role if selected else QPalette.ColorRole.PlaceholderText)
         painter.setPen(secondary)
-        head, tail = info_line(entry, small_metrics, text_rect.width())
-        info_rect = QRect(text_rect.left(), text_rect.bottom() - small_metrics.lineSpacing() + 1,
-                          text_rect.width(), small_metrics.lineSpacing())
-        painter.drawText(info_rect, Qt.AlignmentFlag.AlignLeft, head)
-        painter.drawText(info_rect, Qt.AlignmentFlag.AlignRight, tail)
+        small_line = small_metrics.lineSpacing()
+        for i, (head, tail) in enumerate(lines):
+            bottom = text_rect.bottom() - (len(lines) - 1 - i) * small_line
+            info_rect = QRect(text_rect.left(), bottom - small_line + 1, text_rect.width(), small_line)
+            if head:
+                painter.drawText(info_rect, Qt.AlignmentFlag.AlignLeft, head)
+            if tail:
+                painter.drawText(info_rect, Qt.AlignmentFlag.AlignRight, tail)
         painter.restore()
 
 

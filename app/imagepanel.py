@@ -223,6 +223,12 @@ class ImagePanel(QWidget):
         """The steps are done and the VAE decodes (no steps to count): busy bar, ticking clock."""
         self._begin_phase("decoding")
 
+    def show_next_chunk(self) -> None:
+        """A batch's chunk is decoded and saved and more images are coming: until the next
+        chunk's first step it is starting ("Image 3 of 4 · starting…"), not decoding."""
+        if self._phase == "decoding" and self._batch is not None and self._batch[1] < self._batch[2]:
+            self._begin_phase("starting", keep_clock=True)
+
     def show_cancelling(self) -> None:
         """Cancel pressed: the run stops at its next step, or (decoding) its image is discarded."""
         if self.is_decoding():
@@ -270,7 +276,10 @@ class ImagePanel(QWidget):
             return
         in_phase = time.monotonic() - self._phase_clock
         elapsed = format_duration(self._elapsed + in_phase)
-        if self._phase == "starting":
+        if self._phase == "starting" and self._batch is not None:  # the next chunk of a batch
+            _, last, count, _, _ = self._batch
+            self.progressLabel.setText(f"Image {last + 1} of {count} · starting… · {elapsed}")
+        elif self._phase == "starting":
             self.progressLabel.setText(f"Starting… · {elapsed}")
         elif self._phase == "finishing":
             self.progressLabel.setText(f"Finishing… the image will be discarded · {elapsed}")

@@ -69,6 +69,10 @@ def create_app(argv: list[str] | None = None) -> tuple[QApplication, MainWindow]
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_DISPLAY_NAME)
     app.setWindowIcon(find_icon())
+    # Linux: the .desktop name that window managers and docks (and Qt's badge) match the app by;
+    # without one, every badge of an image finished in the background is a Qt warning.
+    if not app.desktopFileName():
+        app.setDesktopFileName(APP_NAME)
     # Qt may have consumed its own options (-style, -platform); ignore anything else unknown.
     args, _ = build_parser().parse_known_args(_arguments(argv))
 

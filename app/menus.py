@@ -64,7 +64,9 @@ def build_menus(w: MainWindow) -> None:
     w.exportAction = action("Export Image…", w.choose_export, "Ctrl+E", "exportAction")
     w.revealAction = action(f"Show in {FILE_MANAGER}", w.reveal_shown, "Ctrl+Shift+R")
     w.openDataAction = action("Open Data Folder", w.open_data_folder)
-    w.quitAction = action("Quit", w.close, QKeySequence.StandardKey.Quit)
+    # Cmd+Q on a Mac; some Linux platforms name no Quit key, so Ctrl+Q there.
+    w.quitAction = action("Quit", w.close, QKeySequence.keyBindings(QKeySequence.StandardKey.Quit)
+                          or [QKeySequence("Ctrl+Q")], "quitAction")
     w.quitAction.setMenuRole(QAction.MenuRole.QuitRole)
     w.copyImageAction = action("Copy Image", w.copy_image, "Ctrl+Shift+C", "copyImageAction")
     w.copyPromptAction = action("Copy Prompt", w.history_controller.copy_selected_prompt)

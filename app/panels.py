@@ -36,11 +36,27 @@ def toggle_panel(w: MainWindow, name: str) -> None:
 
 
 def restore_panels(w: MainWindow) -> None:
-    """At launch: the panels as they were left."""
+    """At launch: the panels as they were left. Dragging a panel's edge past half its minimum
+    width collapses it, which is the same as View > Hide (the menu and the next launch agree)."""
     for name in PANELS:
         if not w.settings.panel_visible(name):
             panel(w, name).hide()
+    splitter = w.splitter
+    splitter.setChildrenCollapsible(True)
+    splitter.setCollapsible(splitter.indexOf(w.imagePanel), False)  # the image always stays
+    if not getattr(w, "_drag_collapse_connected", False):
+        splitter.splitterMoved.connect(lambda *_: _on_dragged(w))
+        w._drag_collapse_connected = True
     update_panel_actions(w)
+
+
+def _on_dragged(w: MainWindow) -> None:
+    """A panel dragged to nothing is hidden, as View > Hide would."""
+    sizes = w.splitter.sizes()
+    for name in PANELS:
+        widget = panel(w, name)
+        if not widget.isHidden() and sizes[w.splitter.indexOf(widget)] == 0:
+            set_panel_visible(w, name, False)
 
 
 def update_panel_actions(w: MainWindow) -> None:

@@ -115,6 +115,8 @@ class RunControl(QObject):
     def _on_finished(self, result) -> None:
         self._kept.pop(result.job.id, None)  # made after all: nothing to keep for next time
         self.window.imagePanel.note_decode(result.params.width, result.params.height, result.decode_seconds)
+        if self.window.queue.running is not None and self.quitting is None:
+            self.window.imagePanel.show_next_chunk()  # more of the batch: not "Decoding…" any more
 
     # -- quitting -----------------------------------------------------------------------------
     def may_close(self, event: QCloseEvent) -> bool:

@@ -52,6 +52,7 @@ class ViewerController:
         self.quick_look: QuickLook | None = None
         self._batches: list[_Batch] = []
         self._grid_source: str | None = None  # "batch" (the last batch made) or "selection" (history rows)
+        self._last_batch: list[GridItem] = []  # the last batch's images, while the grid shows others
         self._token = 0  # bumped by every page change: a deferred check made before it is stale
         self._quiet = False  # showing an image ourselves: the view's imageChanged is ours
         self._was_maximized = False
@@ -97,7 +98,8 @@ class ViewerController:
         return [entry for index in rows if (entry := index.data(EntryRole)) is not None]
 
     def grid_available(self) -> bool:
-        return bool(self.grid.items()) and (self._grid_source == "batch" or len(self.selected_entries()) >= 2)
+        return (bool(self.grid.items()) and (self._grid_source == "batch" or len(self.selected_entries()) >= 2)) \
+            or bool(self._last_batch)
 
     def update_actions(self) -> None:
         w, p, mode = self.window, self.panel, self.mode()
@@ -120,7 +122,10 @@ class ViewerController:
             self.show_page("image")
         elif self.grid_available():
             if self._grid_source == "selection":
-                self._fill_grid_from_selection()
+                if len(self.selected_entries()) >= 2:
+                    self._fill_grid_from_selection()
+                else:  # one entry selected: the last batch, which waited while the selection was shown
+                    self._set_grid(self._last_batch, "batch")
             self.show_page("grid")
         else:
             self.update_actions()
@@ -156,6 +161,9 @@ class ViewerController:
 
     # -- the history selection and the shown image -----------------------------------------------
     def _on_selection(self) -> None:
+        if self.window.view.selecting_quietly:  # the history relisted (an image finished): the
+            self.update_actions()               # selection is put back as it was, the page stays
+            return
         entries = self.selected_entries()
         mode = self.mode()
         if len(entries) >= 2:
@@ -279,6 +287,8 @@ class ViewerController:
             self._batches.append(_Batch({job.id for job in jobs}))
 
     def _on_job_started(self, job: Job) -> None:
+        if not self.window.view.pinned and self.mode() in ("grid", "compare"):
+            self.show_page("image")  # the view follows the run: its caption says "Generating"
         p = job.params
         self.view.expect_size(QSize(p.width, p.height) if p.width and p.height else QSize())
 
@@ -302,7 +312,11 @@ class ViewerController:
         for batch in [b for b in self._batches if not b.ids & alive]:
             self._batches.remove(batch)
             if len(batch.items) >= 2:
-                self._set_grid([batch.items[i] for i in sorted(batch.items)], "batch")
+                self._last_batch = [batch.items[i] for i in sorted(batch.items)]
+                if self.mode() == "grid" and self._grid_source == "selection":
+                    self.update_actions()  # the entries the person selected stay in the grid
+                    continue
+                self._set_grid(self._last_batch, "batch")
                 if not self.window.view.pinned:  # the person is not looking at another image
                     self.show_page("grid")
                 self.update_actions()

@@ -24,7 +24,7 @@ from app.export import (default_folder, default_name, dialog_filters, export_ima
 from app.focusring import apply_focus_ring
 from app.history import HistoryError, HistoryStore
 from app.historycontroller import HistoryController
-from app.historyview import HistoryPanel
+from app.historyview import HistoryPanel, minimum_panel_width
 from app.imagepanel import PLACEHOLDER, ImagePanel, Shown, format_duration
 from app.imaging import qimage_to_pil
 from app.inputcontroller import InputController
@@ -127,7 +127,8 @@ class MainWindow(QMainWindow):
             self.splitter.addWidget(widget)
             self.splitter.setStretchFactor(self.splitter.count() - 1, stretch)
         # No minimum widths below the panels' own: a narrower panel cut its fields and buttons.
-        self.historyPanel.setMinimumWidth(200)  # room for a thumbnail and some of its prompt
+        # Room for a thumbnail and a row's seed and age whole (app/historyview.py).
+        self.historyPanel.setMinimumWidth(minimum_panel_width(self.historyPanel))
         self.splitter.setSizes([320, 680, 320])
         self.setCentralWidget(self.splitter)
 
@@ -520,6 +521,9 @@ class MainWindow(QMainWindow):
         elif self.model_failure is not None and self.model_failure[0] == ModelChoice(current, self.controls.quantize()):
             # Until the model or its precision changes, or a retry (Generate) loads it again.
             text, tip = f"{display_name(current)} · failed to load", self.model_failure[1]
+        elif current and self.model_setup.needs_download(current):
+            # Generate opens the model manager for it, not a load: say what is missing.
+            text, tip = f"{display_name(current)} · not downloaded", "File > Models… downloads it"
         else:
             text = f"{display_name(current)} · loads on Generate" if current else "No model chosen"
         self.modelStatusLabel.setText(text)

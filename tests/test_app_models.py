@@ -351,7 +351,7 @@ def test_picking_a_hub_model_not_on_disk_offers_it_instead_of_loading(qtbot, tmp
     wait_ready(qtbot, window)
     assert len(loads) == 1  # no load, so no hidden 33 GB download
     assert window.model_setup.panel.isVisible() and "FLUX.1-Fill-dev" in window.model_setup.panel.label.text()
-    assert "loads on Generate" in window.modelStatusLabel.text()
+    assert window.modelStatusLabel.text() == "FLUX.1-Fill-dev · not downloaded"  # not "loads on Generate"
     window.close()
 
 

@@ -661,7 +661,8 @@ def test_an_image_naming_a_hub_model_does_not_start_a_download(qtbot, window, tm
     assert window.stepsSlider.value() == 20 and window.guidanceSlider.isEnabled()
     assert window.controls.guidanceValue.text() == "4.0"
     assert not window.queue.is_busy() and len(isolated) == loads  # nothing fetched yet
-    assert "loads on Generate" in window.modelStatusLabel.text()
+    status = window.modelStatusLabel.text()  # FLUX.1-dev is on this machine's disk, or not
+    assert "loads on Generate" in status or status.endswith("not downloaded")
 
 
 QUIT_AFTER_COPY = """
