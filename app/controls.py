@@ -5,11 +5,12 @@ It knows nothing about the worker: the window reads `params()` and calls `apply_
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QKeyCombination, Qt, Signal
+from PySide6.QtCore import QEvent, QKeyCombination, QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
-    QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
-    QPlainTextEdit, QPushButton, QSizePolicy, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QListWidget,
+    QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy, QSlider, QSpinBox, QStyle, QToolButton, QVBoxLayout,
+    QWidget,
 )
 
 from mlx_flux.images import kontext_size
@@ -82,6 +83,8 @@ class SizeSpin(QSpinBox):
             self.setValue(snapped)
 
 
+MIN_VISIBLE_HEIGHT = 360  # px of controls a short window still shows; the rest scrolls
+
 class ControlsPanel(QWidget):
     generateRequested = Signal()
     cancelRequested = Signal()
@@ -96,10 +99,32 @@ class ControlsPanel(QWidget):
         self._build()
         self.apply_variant(None, reset_values=True)
 
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        """As wide as the controls need (plus a scroll bar), only as tall as a useful part of them."""
+        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        return QSize(self.content.minimumSizeHint().width() + bar, MIN_VISIBLE_HEIGHT)
+
     # -- construction ---------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 12, 12, 12)
+        # The controls scroll (vertically) inside the panel: with a queue and LoRAs they are taller
+        # than a 13-inch screen leaves a window, which must not grow past the screen for them.
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scrollArea = QScrollArea()
+        self.scrollArea.setObjectName("controlsScroll")
+        self.scrollArea.setWidgetResizable(True)
+        self.scrollArea.setFrameShape(QFrame.Shape.NoFrame)
+        self.scrollArea.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.content = QWidget()
+        self.content.setObjectName("controlsContent")
+        self.scrollArea.setWidget(self.content)
+        self.scrollArea.viewport().setAutoFillBackground(False)
+        self.content.setAutoFillBackground(False)
+        outer.addWidget(self.scrollArea)
+        layout = QVBoxLayout(self.content)
+        # Little margin on the right: the scroll bar's room (minimumSizeHint) is there, and the
+        # splitter's handle beside it keeps the controls off the image.
+        layout.setContentsMargins(12, 12, 2, 12)
         layout.setSpacing(10)
 
         # Model picker, with a button to open any folder or file, and the precision.

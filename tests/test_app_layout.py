@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
+    QApplication,
     QAbstractButton, QAbstractSlider, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit, QScrollBar, QWidget,
 )
 
@@ -100,8 +101,42 @@ def test_the_minimum_window_fits_half_a_small_laptop_screen_with_nothing_cut(qtb
     assert visible_rect(window.imagePanel, window).contains(visible_rect(label, window))
     for widget in controls_of(window):
         panel = next(p for p in (window.controls, window.imagePanel, window.historyPanel) if p.isAncestorOf(widget))
-        assert visible_rect(panel, window).contains(visible_rect(widget, window)), \
-            f"{widget.objectName()} sticks out of its panel"
+        outer, inner = visible_rect(panel, window), visible_rect(widget, window)
+        if panel is window.controls:  # the controls scroll vertically (a test below): sideways, nothing is cut
+            assert outer.left() <= inner.left() and inner.right() <= outer.right(), \
+                f"{widget.objectName()} sticks out of its panel"
+            continue
+        assert outer.contains(inner), f"{widget.objectName()} sticks out of its panel"
+
+
+def test_a_long_queue_never_makes_the_window_taller_than_a_small_laptop_screen(qtbot, window):
+    """A 1280×800 MacBook leaves a window about 750 px; the controls with a queue and LoRAs are
+    taller than that, so they scroll instead of growing the window (it grew to 790 before)."""
+    controls = window.controls
+    controls.queueLabel.setVisible(True)
+    window.queueList.setVisible(True)
+    for i in range(6):
+        window.queueList.addItem(f"seed {i}")
+    qtbot.wait(20)
+    assert controls.scrollArea.widget().minimumSizeHint().height() > 700  # taller than the room
+    hint = window.minimumSizeHint()
+    assert hint.height() <= 700
+    window.resize(hint.width() + 200, 700)
+    qtbot.waitUntil(lambda: window.height() == 700)
+    bar = controls.scrollArea.verticalScrollBar()
+    assert bar.isVisible() and bar.maximum() > 0
+    # Scrolling (the wheel, as a person does) brings the queue into view.
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+    viewport = controls.scrollArea.viewport()
+    centre = QPointF(viewport.rect().center())
+    for _ in range(20):
+        QApplication.sendEvent(viewport, QWheelEvent(centre, viewport.mapToGlobal(centre), QPoint(0, 0),
+                                                     QPoint(0, -120), Qt.MouseButton.NoButton,
+                                                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                                                     False))
+    assert bar.value() == bar.maximum()
+    assert visible_rect(controls, window).contains(visible_rect(window.queueList, window))
 
 
 def test_the_side_panels_hide_and_stay_hidden_after_a_relaunch(qtbot, window, data_dir):
