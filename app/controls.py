@@ -125,7 +125,7 @@ class ControlsPanel(QWidget):
         # Little margin on the right: the scroll bar's room (minimumSizeHint) is there, and the
         # splitter's handle beside it keeps the controls off the image.
         layout.setContentsMargins(12, 12, 2, 12)
-        layout.setSpacing(10)
+        layout.setSpacing(8)
 
         # Model picker, with a button to open any folder or file, and the precision.
         self.modelCombo = name_widget(QComboBox(), "modelCombo", "The model that makes the image",
@@ -266,9 +266,9 @@ class ControlsPanel(QWidget):
         layout.addWidget(self.promptEdit, 1)
         layout.addWidget(self.inputPanel)
         layout.addLayout(buttons)
-        layout.addSpacing(6)
+        layout.addSpacing(4)
         layout.addLayout(settings_form)
-        layout.addSpacing(6)
+        layout.addSpacing(4)
         layout.addWidget(self.loraPanel)
         layout.addWidget(self.queueLabel)
         layout.addWidget(self.queueList)
