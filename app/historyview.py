@@ -200,6 +200,9 @@ class HistoryDelegate(QStyledItemDelegate):
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
         opt.text, opt.icon = "", QIcon()  # we draw those ourselves
+        # No focus frame around the (empty) text cell: it showed as a stray box in the selected row,
+        # which the selection colour already marks.
+        opt.state = opt.state & ~QStyle.StateFlag.State_HasFocus
         style = opt.widget.style() if opt.widget else None
         if style is not None:
             style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
