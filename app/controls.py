@@ -5,7 +5,7 @@ It knows nothing about the worker: the window reads `params()` and calls `apply_
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QKeyCombination, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QKeyCombination, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QListWidget,
@@ -206,7 +206,13 @@ class ControlsPanel(QWidget):
         self.seedSpin.lineEdit().textEdited.connect(lambda _: self.randomSeedCheck.setChecked(False))
         self.randomSeedCheck = name_widget(QCheckBox("Random"), "randomSeedCheck", None,
                                            "Use a new random seed for every image; untick to lock the seed")
+        # A fresh window has no seed to show: "random" rather than a 0 that looks chosen.
+        # (After the keystroke that unticks Random has landed: resetting the text mid-edit would lose it.)
+        self.randomSeedCheck.toggled.connect(
+            lambda on: QTimer.singleShot(0, lambda: self.seedSpin.setSpecialValueText(
+                "random" if self.randomSeedCheck.isChecked() else "")))
         self.randomSeedCheck.setChecked(True)
+        self.seedSpin.setSpecialValueText("random")
         seed_row = _row(self.seedSpin, self.randomSeedCheck)
 
         self.countSpin = name_widget(QSpinBox(), "countSpin", "How many images to queue, one seed each")

@@ -268,3 +268,14 @@ def test_switching_to_dark_mode_while_open_repaints_every_control(qtbot, window)
             assert inside.lightness() < 60, (field.objectName(), inside.name())  # dark, as the base
     finally:
         app.setPalette(before)
+
+
+def test_a_fresh_window_says_the_seed_is_random_not_0(qtbot, window):
+    assert window.randomSeedCheck.isChecked() and window.seedSpin.text() == "random"
+    qtbot.mouseClick(window.randomSeedCheck, Qt.MouseButton.LeftButton)  # lock it: now 0 is the seed
+    qtbot.waitUntil(lambda: window.seedSpin.text() == "0")
+    qtbot.mouseClick(window.randomSeedCheck, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.seedSpin.text() == "random")
+    window.seedSpin.selectAll()
+    qtbot.keyClicks(window.seedSpin, "42")  # typing a seed locks it
+    assert window.seedSpin.value() == 42 and not window.randomSeedCheck.isChecked()
