@@ -271,6 +271,20 @@ class RecordingPainter(QPainter):
         super().drawText(*args)
 
 
+def painted_row(window, row: int) -> tuple[list[str], QStyleOptionViewItem]:
+    """The texts the history delegate draws for `row`, and the option it was given."""
+    view = window.historyList
+    index = window.historyModel.index(row)
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    option.rect, option.widget = view.visualRect(index), view
+    image = QImage(view.viewport().size(), QImage.Format.Format_ARGB32)
+    painter = RecordingPainter(image)
+    view.itemDelegate().paint(painter, option, index)
+    painter.end()
+    return painter.texts, option
+
+
 def test_a_row_with_long_settings_keeps_its_seed_and_age(qtbot, window):
     now = time.time()
     entry = add_entry(window, "a very long prompt about a lighthouse on a cliff at dusk " * 4, 123456789,
@@ -279,16 +293,8 @@ def test_a_row_with_long_settings_keeps_its_seed_and_age(qtbot, window):
     window.resize(1320, 820)
     window.splitter.setSizes([320, 680, 320])
     assert window.historyPanel.width() == 320
-    view = window.historyList
-    index = window.historyModel.index(0)
-    option = QStyleOptionViewItem()
-    option.initFrom(view)
-    option.rect, option.widget = view.visualRect(index), view
-    image = QImage(view.viewport().size(), QImage.Format.Format_ARGB32)
-    painter = RecordingPainter(image)
-    view.itemDelegate().paint(painter, option, index)
-    painter.end()
-    drawn = " ".join(painter.texts)
+    texts, option = painted_row(window, 0)
+    drawn = " ".join(texts)
     assert f"seed {entry.seed}" in drawn and age(entry.created_at) in drawn  # "5 min ago"
     # ... though the whole settings line is far wider than the row: the rest was cut to fit
     whole = f"{summary(entry)} · {age(entry.created_at)}"

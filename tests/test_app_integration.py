@@ -273,14 +273,12 @@ def test_at_the_narrowest_history_a_row_keeps_its_seed_and_age_whole(qtbot, wind
     import time as clock
 
     from PIL import Image
-    from PySide6.QtGui import QImage
-    from PySide6.QtWidgets import QStyleOptionViewItem
 
     from app.imaging import thumbnail_png
     from app.params import SEED_MAX, GenerationParams, ModelChoice
     from mlx_flux.metadata import save_png
     from mlx_flux.request import GenerationRequest
-    from test_app_history_restore import RecordingPainter
+    from test_app_history_restore import painted_row
 
     request = GenerationRequest("a lighthouse on a cliff at dusk, stormy sea " * 3, 1024, 768, steps=28,
                                 seed=SEED_MAX, model="fake-schnell")
@@ -299,16 +297,8 @@ def test_at_the_narrowest_history_a_row_keeps_its_seed_and_age_whole(qtbot, wind
     window.splitter.setSizes([0, 10_000, 0])  # everything to the image: the panels at their minimum
     assert window.historyPanel.width() == window.historyPanel.minimumWidth()
 
-    view = window.historyList
-    index = window.historyModel.index(0)
-    option = QStyleOptionViewItem()
-    option.initFrom(view)
-    option.rect, option.widget = view.visualRect(index), view
-    image = QImage(view.viewport().size(), QImage.Format.Format_ARGB32)
-    painter = RecordingPainter(image)
-    view.itemDelegate().paint(painter, option, index)
-    painter.end()
-    assert f"seed {SEED_MAX}" in painter.texts and "59 min ago" in painter.texts, painter.texts
+    texts, _ = painted_row(window, 0)
+    assert f"seed {SEED_MAX}" in texts and "59 min ago" in texts, texts
 
 
 def drag_handle(qtbot, window, index: int, dx: int) -> None:
