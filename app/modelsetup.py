@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMenu, QPushButton, QToolButton, QVBoxLayout
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMenu, QPushButton, QVBoxLayout
 
 from app.downloadcontroller import DownloadController
 from app.machine import recommended_precision
@@ -49,10 +49,10 @@ class FirstRunPanel(QFrame):
         self.label.setWordWrap(True)
         self.downloadButton = name_widget(QPushButton("Download…"), "firstRunDownloadButton", None,
                                           "Open the model manager to download it (pause and resume any time)")
-        self.openButton = name_widget(QToolButton(), "firstRunOpenButton", None,
+        # A push button with a menu: its size makes room for the menu arrow (a tool button's
+        # arrow was drawn over the end of the text).
+        self.openButton = name_widget(QPushButton("Open Folder or File"), "firstRunOpenButton", None,
                                       "Use a FLUX.1 model folder or .safetensors file already on this Mac")
-        self.openButton.setText("Open folder or file…")
-        self.openButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         buttons = QHBoxLayout()
         buttons.addWidget(self.downloadButton)
         buttons.addWidget(self.openButton)
