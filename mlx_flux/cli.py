@@ -346,13 +346,48 @@ def cmd_info(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from . import hub
+    """The app's download path: only the files the engine reads, straight into the Hugging Face
+    cache, with progress on a terminal; an interrupted download resumes where it stopped."""
+    from . import downloads, hub
 
     repo = hub.ALIASES.get(args.model, args.model)
     if not hub.is_repo_id(repo):
         raise UsageError(f"not a hub repo id (owner/name): {args.model}")
-    print(hub.download(repo))
+    cached = downloads.cache_state(repo)
+    if cached.state == "complete" and cached.folder is not None:
+        print(cached.folder)
+        return 0
+    show = _progress_line if sys.stderr.isatty() else None
+    try:
+        listing = downloads.list_repo(repo)  # the stored token (or HF_TOKEN) is used by default
+        folder = downloads.Download(listing, on_progress=show).run()
+    except downloads.DownloadError as e:
+        if show is not None:
+            print(file=sys.stderr)
+        if e.kind == "gated":  # what to do about it, from a terminal
+            raise downloads.DownloadError(f"{e}: `hf auth login` (or HF_TOKEN) with an account that has "
+                                          "accepted it", e.kind) from None
+        raise
+    except KeyboardInterrupt:
+        print("\nmlx-flux: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException:
+        if show is not None:
+            print(file=sys.stderr)  # the error goes on a line of its own, past the progress
+        raise
+    if show is not None:
+        print(file=sys.stderr)
+    print(folder)
     return 0
+
+
+def _progress_line(p) -> None:
+    from .downloads import format_bytes, format_duration
+
+    left = f" · {format_duration(p.eta)} left" if p.eta is not None else ""
+    speed = f" · {format_bytes(p.speed)}/s" if p.speed else ""
+    print(f"\r{format_bytes(p.done)} of {format_bytes(p.total)}{speed}{left}\033[K", end="", file=sys.stderr,
+          flush=True)
 
 
 def cmd_quantize(args) -> int:

@@ -153,3 +153,38 @@ def test_a_complete_older_snapshot_counts_as_on_disk(server, tiny_schnell):
     newer = replace(list_repo(SCHNELL), commit="f" * 40)  # the hub has moved on since
     state = cache_state(SCHNELL, newer)
     assert state.state == "complete" and state.folder.name == "0123456789abcdef0123456789abcdef01234567"
+
+
+# -- the command line takes the same path ----------------------------------------------------------
+def test_the_cli_downloads_into_the_cache_and_resumes_an_interrupted_file(server, tiny_schnell, tmp_path):
+    """`mlx-flux download schnell` through the console script: the files the engine reads, into
+    the cache layout, resumed with a Range request after a dropped connection; a second call
+    finds it complete without asking the hub; a gated repository fails in one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("mlx-flux")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home")}  # start_hub set the endpoint and the cache
+    server.drop_after[VAE] = 3000  # the first transfer of the VAE breaks after 3000 bytes
+
+    def cli(*args):
+        return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+
+    done = cli("download", "schnell")
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert (folder / VAE).read_bytes() == (tiny_schnell / VAE).read_bytes()
+    assert any(r.path.endswith(VAE) and r.range for r in server.requests)  # resumed, not restarted
+    assert not (folder / "flux1-schnell.safetensors").exists()  # only what the engine reads
+
+    asked = len(server.requests)
+    again = cli("download", "schnell")
+    assert again.returncode == 0 and Path(again.stdout.strip()) == folder and len(server.requests) == asked
+
+    gated = cli("download", "dev")
+    assert gated.returncode == 1 and "Traceback" not in gated.stderr
+    assert gated.stderr.strip().splitlines() == [
+        f"mlx-flux: error: {DEV} needs you to accept its licence on Hugging Face and sign in: "
+        "`hf auth login` (or HF_TOKEN) with an account that has accepted it"]
