@@ -7,6 +7,7 @@ that knows what Export or Delete does. The actions are attributes of the window
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import TYPE_CHECKING, Callable
 
@@ -226,6 +227,12 @@ def build_panel_actions(w: MainWindow) -> list[QAction]:
     return actions
 
 
+def system_adds_full_screen_item() -> bool:
+    """Whether the system adds "Enter Full Screen" to the View menu itself (macOS does: ours would
+    be a second one)."""
+    return sys.platform == "darwin"
+
+
 def build_view_actions(w: MainWindow) -> list[QAction]:
     """Zoom, grid, compare, Quick Look and full screen (app/viewer.py does them), in the View menu
     (made here unless another part of the menus made it already); returns the actions."""
@@ -251,7 +258,11 @@ def build_view_actions(w: MainWindow) -> list[QAction]:
                                 QKeySequence.keyBindings(QKeySequence.StandardKey.FullScreen), "fullScreenAction")
     w.fullScreenAction.setMenuRole(QAction.MenuRole.NoRole)
     actions = [w.zoomFitAction, w.zoomActualAction, w.zoomInAction, w.zoomOutAction, None, w.gridAction,
-               w.compareAction, w.quickLookAction, None, w.fullScreenAction]
+               w.compareAction, w.quickLookAction]
+    if system_adds_full_screen_item():
+        w.fullScreenAction.setShortcuts([])  # macOS puts its own (Fn+F, Ctrl+Cmd+F) in a menu named View
+    else:
+        actions += [None, w.fullScreenAction]
     w.addActions([a for a in actions if a is not None])  # shortcuts work in full screen too
     menu = view_menu(w)
     if menu.actions():

@@ -519,3 +519,17 @@ def test_an_empty_view_shows_no_zoom_and_keeps_the_zoom_chosen(qtbot):
     view.set_image(QImage(600, 200, QImage.Format.Format_RGB32))
     assert view.zoomButton.isVisible() and view.zoomButton.text() == "100%"
     assert view.image_rect().height() == 200 and view.hbar.isVisible() and not view.vbar.isVisible()
+
+
+def test_on_a_mac_the_view_menu_leaves_full_screen_to_the_system(qtbot, monkeypatch, tmp_path):
+    """macOS adds its own Enter Full Screen to a menu named View: ours would be a second one."""
+    import app.menus as menus
+
+    monkeypatch.setattr(menus, "system_adds_full_screen_item", lambda: True)
+    w = fake_window(monkeypatch, qtbot, tmp_path, tmp_path / "data", FakePipeline(), "fake-model")
+    try:
+        view = next(a.menu() for a in w.menuBar().actions() if a.text() == "&View")
+        assert w.zoomFitAction in view.actions() and w.fullScreenAction not in view.actions()
+        assert not w.fullScreenAction.shortcuts()
+    finally:
+        w.close()
