@@ -22,7 +22,7 @@ from app.lorapanel import LoraPanel
 from app.models import display_name
 from app.params import (MAX_SIZE, MIN_SIZE, SEED_MAX, SIZE_STEP, GenerationParams, ModelChoice, size_for_aspect,
                         snap_size)
-from app.widgets import name_widget
+from app.widgets import link_slider_spin, name_widget
 
 ASPECTS: list[tuple[str, float]] = [
     ("Square 1:1", 1.0), ("Landscape 4:3", 4 / 3), ("Landscape 3:2", 3 / 2), ("Wide 16:9", 16 / 9),
@@ -456,15 +456,12 @@ class ControlsPanel(QWidget):
 
 
 def _link(slider: QSlider, spin: QSpinBox | QDoubleSpinBox, scale: int) -> None:
-    """Keep `spin` (the slider's units / scale) and `slider` on one value: dragging sets the
-    spin box, typing (once Return or Tab ends it) moves the slider; ranges follow the slider."""
-    spin.setKeyboardTracking(False)
+    """`spin` shows the slider's value (link_slider_spin), and its range follows the slider's."""
     spin.setAlignment(Qt.AlignmentFlag.AlignRight)
     _set_range(spin, slider.minimum() / scale, slider.maximum() / scale)
     spin.setValue(_spin_value(spin, slider.value() / scale))
     slider.rangeChanged.connect(lambda low, high: _set_range(spin, low / scale, high / scale))
-    slider.valueChanged.connect(lambda v: spin.setValue(_spin_value(spin, v / scale)))
-    spin.valueChanged.connect(lambda v: None if spin.specialValueText() else slider.setValue(round(v * scale)))
+    link_slider_spin(slider, spin, scale)
 
 
 def _spin_value(spin: QSpinBox | QDoubleSpinBox, value: float) -> float | int:

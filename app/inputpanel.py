@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.inputs import SUFFIXES, StoredInput, short_hash
-from app.widgets import name_widget
+from app.widgets import link_slider_spin, name_widget
 
 STRENGTH_MIN, STRENGTH_MAX, STRENGTH_DEFAULT, STRENGTH_STEP = 0.05, 1.0, 0.6, 0.05
 STRENGTH_UNITS = 100  # the slider counts hundredths
@@ -220,11 +220,9 @@ class InputPanel(QWidget):
         self.strengthSpin.setRange(STRENGTH_MIN, STRENGTH_MAX)
         self.strengthSpin.setSingleStep(STRENGTH_STEP)
         self.strengthSpin.setDecimals(2)
-        self.strengthSpin.setKeyboardTracking(False)
+        link_slider_spin(self.strengthSlider, self.strengthSpin, STRENGTH_UNITS)
         self.strengthLabel.setBuddy(self.strengthSpin)
         self.set_strength(STRENGTH_DEFAULT)
-        self.strengthSlider.valueChanged.connect(self._on_slider)
-        self.strengthSpin.valueChanged.connect(self._on_spin)
 
         header = QHBoxLayout()
         header.setSpacing(6)
@@ -258,8 +256,7 @@ class InputPanel(QWidget):
         return round(self.strengthSpin.value(), 2)
 
     def set_strength(self, value: float) -> None:
-        self.strengthSpin.setValue(max(STRENGTH_MIN, min(STRENGTH_MAX, float(value))))
-        self.strengthSlider.setValue(round(self.strengthSpin.value() * STRENGTH_UNITS))
+        self.strengthSpin.setValue(max(STRENGTH_MIN, min(STRENGTH_MAX, float(value))))  # the slider follows
 
     def set_edits(self, edits: bool) -> None:
         """The model edits its input (Kontext) rather than starting from it (img2img)."""
@@ -320,13 +317,3 @@ class InputPanel(QWidget):
     def _on_inpaint(self, on: bool) -> None:
         self._refresh()
         self.inpaintToggled.emit(on)
-
-    def _on_slider(self, value: int) -> None:
-        if round(self.strengthSpin.value() * STRENGTH_UNITS) != value:
-            self.strengthSpin.setValue(value / STRENGTH_UNITS)
-
-    def _on_spin(self, value: float) -> None:
-        if self.strengthSlider.value() != round(value * STRENGTH_UNITS):
-            self.strengthSlider.blockSignals(True)
-            self.strengthSlider.setValue(round(value * STRENGTH_UNITS))
-            self.strengthSlider.blockSignals(False)

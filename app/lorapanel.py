@@ -18,7 +18,7 @@ from mlx_flux.lora_info import LoraInfo
 
 from app.loras import describe, short_name
 from app.params import LoraChoice
-from app.widgets import name_widget
+from app.widgets import link_slider_spin, name_widget
 
 SCALE_MIN, SCALE_MAX, SCALE_STEP = -2.0, 2.0, 0.05
 SLIDER_UNITS = round(1 / SCALE_STEP)  # the slider counts steps of 0.05
@@ -63,15 +63,14 @@ class LoraRow(QWidget):
         self.scaleSpin.setRange(SCALE_MIN, SCALE_MAX)
         self.scaleSpin.setSingleStep(SCALE_STEP)
         self.scaleSpin.setDecimals(2)
-        self.scaleSpin.setKeyboardTracking(False)  # one change when typing is done
+        link_slider_spin(self.scaleSlider, self.scaleSpin, SLIDER_UNITS)
         self.removeButton = name_widget(QToolButton(), "loraRemoveButton", f"Remove the LoRA {name}",
                                         "Remove this LoRA from the list (Delete)")
         self.removeButton.setText("✕")
         self.removeButton.setAutoRaise(True)
         self.removeButton.clicked.connect(self.removeRequested)
         self.set_scale(scale)
-        self.scaleSlider.valueChanged.connect(self._on_slider)
-        self.scaleSpin.valueChanged.connect(self._on_spin)
+        self.scaleSpin.valueChanged.connect(lambda _: self.changed.emit())  # after the slider has followed
         self.enableCheck.toggled.connect(self._on_toggled)
 
         top = QHBoxLayout()
@@ -104,8 +103,7 @@ class LoraRow(QWidget):
         return round(self.scaleSpin.value(), 2)
 
     def set_scale(self, scale: float) -> None:
-        self.scaleSpin.setValue(max(SCALE_MIN, min(SCALE_MAX, float(scale))))
-        self.scaleSlider.setValue(round(self.scaleSpin.value() * SLIDER_UNITS))
+        self.scaleSpin.setValue(max(SCALE_MIN, min(SCALE_MAX, float(scale))))  # the slider follows
 
     def is_enabled(self) -> bool:
         return self.enableCheck.isChecked()
@@ -135,17 +133,6 @@ class LoraRow(QWidget):
         self.enableCheck.setToolTip(tip if self.error else
                                     f"{self._tip}\n\nTick to use this LoRA in the next images")
         self.enableCheck.setAccessibleDescription(tip)
-
-    def _on_slider(self, value: int) -> None:
-        if round(self.scaleSpin.value() * SLIDER_UNITS) != value:
-            self.scaleSpin.setValue(value / SLIDER_UNITS)
-
-    def _on_spin(self, value: float) -> None:
-        if self.scaleSlider.value() != round(value * SLIDER_UNITS):
-            self.scaleSlider.blockSignals(True)
-            self.scaleSlider.setValue(round(value * SLIDER_UNITS))
-            self.scaleSlider.blockSignals(False)
-        self.changed.emit()
 
     def _on_toggled(self, checked: bool) -> None:
         if checked and self.error is not None:

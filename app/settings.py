@@ -38,6 +38,13 @@ class Settings:
     def _set(self, key: str, value: Any) -> None:
         self._qs.setValue(key, value)
 
+    def _strings(self, key: str) -> list[str]:
+        """A stored list of strings, empty entries left out."""
+        value = self._qs.value(key, [])
+        if isinstance(value, str):  # a one-element list comes back as a plain string
+            value = [value]
+        return [str(v) for v in value or [] if v]
+
     # -- model ----------------------------------------------------------------------------
     @property
     def model(self) -> str:
@@ -51,19 +58,13 @@ class Settings:
 
     @property
     def recent_models(self) -> list[str]:
-        value = self._qs.value("model/recent", [])
-        if isinstance(value, str):  # a one-element list comes back as a plain string
-            value = [value]
-        return [str(v) for v in value or [] if v]
+        return self._strings("model/recent")
 
     # -- LoRAs --------------------------------------------------------------------------------
     @property
     def known_loras(self) -> list[str]:
         """LoRA files added from outside the library folder, newest first (restore looks there too)."""
-        value = self._qs.value("lora/known", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in value or [] if v]
+        return self._strings("lora/known")
 
     def remember_lora(self, path: str) -> None:
         known = [path] + [p for p in self.known_loras if p != path]
