@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 from app.imageview import ImageView
 from app.loras import lora_text
+from app.modelswitch import precision_text
 from app.params import GenerationParams
 from app.widgets import name_widget
 
@@ -18,7 +19,7 @@ _FIELDS = {
     "guidance": lambda r: "no guidance" if r.guidance is None else f"guidance {r.guidance:g}",
     "size": lambda r: f"{r.width}×{r.height}",
     "model": lambda r: str(r.model or "?"),
-    "quantize": lambda r: f"{r.quantize}-bit" if r.quantize else "full precision",
+    "quantize": lambda r: precision_text(r.quantize),
     "loras": lambda r: f"LoRA {lora_text(r.loras)}" if r.loras else "no LoRA",
     "strength": lambda r: "—" if r.strength is None else f"strength {r.strength:g}",
     "image": lambda r: "from no image" if r.image is None else f"from {r.image.fingerprint[:8]}…",

@@ -193,7 +193,6 @@ class ControlsPanel(QWidget):
                                              "How closely the image follows the prompt: type a value or drag")
         self.guidanceValueSpin.setDecimals(1)
         self.guidanceValueSpin.setSingleStep(1 / GUIDANCE_SCALE)
-        self.stepsValue, self.guidanceValue = self.stepsValueSpin, self.guidanceValueSpin  # the older names
         _link(self.stepsSlider, self.stepsValueSpin, 1)
         _link(self.guidanceSlider, self.guidanceValueSpin, GUIDANCE_SCALE)
         steps_row = _row(self.stepsSlider, self.stepsValueSpin)

@@ -200,13 +200,4 @@ def save_token(token: str) -> None:
         f.write(token.strip())
 
 
-def current_token() -> str | None:
-    from huggingface_hub import get_token
-
-    try:
-        return get_token()
-    except Exception:
-        return None
-
-
 _PENDING = Listing("", "", ())  # a download whose listing is still being fetched

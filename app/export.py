@@ -82,22 +82,17 @@ def export_image(image: Image.Image, metadata: dict[str, Any], dest: Path, fmt: 
 
 
 def _atomic(dest: Path, write) -> None:
+    from mlx_flux.metadata import new_file_mode  # light: no MLX import
+
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; an exported image is an ordinary file
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; an exported image is an ordinary file
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _file_mode() -> int:
-    """What a plain open() would give a new file: 0666 less the umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def default_folder(last: str = "") -> Path:

@@ -48,12 +48,13 @@ class HistoryController:
         # the view follows a run).
         self.list.clicked.connect(self._on_history_clicked)
         self.list.doubleClicked.connect(lambda index: self.use_settings())
-        self._enter_keys: list[QShortcut] = []
-        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):  # kept alive by their parent, the list
             shortcut = QShortcut(QKeySequence(key), self.list)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)  # the list's own key, not the window's
             shortcut.activated.connect(self.use_settings)
-            self._enter_keys.append(shortcut)
+        # The restoring buttons' own tooltips, for when a single entry is selected again.
+        self._usual_tips = {button: button.toolTip() for button in
+                            (p.rerunButton, p.usePromptButton, p.useSeedButton, p.useSettingsButton)}
         self.list.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
         p.rerunButton.clicked.connect(self.rerun_selected)
         p.copyPromptButton.clicked.connect(self.copy_selected_prompt)
@@ -127,8 +128,8 @@ class HistoryController:
 
     def update_actions(self) -> None:
         w, p = self.window, self.panel
-        count = len(self.selected_entries())
-        one = count == 1 and self.selected_entry() is not None
+        count = len(self.list.selectionModel().selectedRows())
+        one = self.single_entry() is not None
         # Delete and Copy Prompt take all the selected entries; restoring and re-running take one.
         for widget in (p.rerunButton, w.rerunAction, w.useEntryAsInputAction, p.usePromptButton,
                        p.useSeedButton, p.useSettingsButton, w.usePromptAction, w.useSeedAction,
@@ -139,19 +140,12 @@ class HistoryController:
         several = count > 1
         p.deleteButton.setText(f"Delete {count}…" if several else "Delete…")
         delete_text = f"Delete {count} Entries…" if several else "Delete Entry…"
-        w.deleteAction.setText(delete_text)
-        for action in self.list.actions():  # the context menu's own Delete (the Delete key's action)
-            if action.shortcut() == QKeySequence(Qt.Key.Key_Delete):
-                action.setText(delete_text)
+        for action in (w.deleteAction, w.deleteKeyAction):  # the menu's, and the list's context menu's
+            action.setText(delete_text)
         p.copyPromptButton.setText(f"Copy {count} Prompts" if several else "Copy Prompt")
         w.copyPromptAction.setText(f"Copy {count} Prompts" if several else "Copy Prompt")
-        tip = "Select a single image for this" if several else None
-        for button, usual in ((p.rerunButton, "Generate again with this entry's prompt, settings and seed"),
-                              (p.usePromptButton, "Replace the prompt with this entry's (Undo brings yours back)"),
-                              (p.useSeedButton, "Lock the seed to this entry's"),
-                              (p.useSettingsButton, "Put all of this entry's settings in the controls (also: "
-                                                    "double-click or Enter); a different model is asked for first")):
-            button.setToolTip(tip or usual)
+        for button, usual in self._usual_tips.items():
+            button.setToolTip("Select a single image for this" if several else usual)
 
     def _on_history_current(self, current: QModelIndex, previous: QModelIndex) -> None:
         self.update_actions()
@@ -250,9 +244,6 @@ class HistoryController:
         box.exec()
         if box.clickedButton() is delete:
             self.delete_entries(entries)
-
-    def delete_entry(self, entry: HistoryEntry) -> None:
-        self.delete_entries([entry])
 
     def delete_entries(self, entries: list[HistoryEntry]) -> None:
         """Delete the entries from the history, their images to the Trash (asked once for all

@@ -47,18 +47,6 @@ def settings_parts(entry: HistoryEntry) -> list[str]:
     return parts
 
 
-def info_line(entry: HistoryEntry, metrics: QFontMetrics, width: int, now: float | None = None) -> tuple[str, str]:
-    """A row's settings line as (settings, 'seed 42 · 3 min ago'): the seed and the age tell
-    rows apart, so they are drawn whole at the right and only the settings before them are
-    elided to fit `width` (in a panel too narrow for even those two, the age is cut first)."""
-    tail = f"seed {entry.request.seed} · {age(entry.created_at, now)}"
-    tail = metrics.elidedText(tail, Qt.TextElideMode.ElideRight, width)
-    room = width - metrics.horizontalAdvance(tail) - metrics.horizontalAdvance(" · ")
-    head = metrics.elidedText(" · ".join(settings_parts(entry)), Qt.TextElideMode.ElideRight, room) \
-        if room > metrics.horizontalAdvance("…") else ""
-    return (f"{head} · " if head else ""), tail
-
-
 def info_lines(entry: HistoryEntry, metrics: QFontMetrics, width: int,
                now: float | None = None) -> list[tuple[str, str]]:
     """A row's settings as lines of (left, right) text, bottom last: one line ("settings · ",
@@ -67,12 +55,20 @@ def info_lines(entry: HistoryEntry, metrics: QFontMetrics, width: int,
     each get one (the settings are in the tooltip and the caption), so neither is ever cut."""
     tail = f"seed {entry.request.seed} · {age(entry.created_at, now)}"
     room = width - metrics.horizontalAdvance(tail) - metrics.horizontalAdvance(" · ")
-    if room >= metrics.horizontalAdvance("1024×1024…"):
-        return [info_line(entry, metrics, width, now)]
+    if room >= metrics.horizontalAdvance("1024×1024…"):  # seed and age whole, the settings elided before them
+        head = metrics.elidedText(" · ".join(settings_parts(entry)), Qt.TextElideMode.ElideRight, room)
+        return [(f"{head} · ", tail)]
     settings = metrics.elidedText(" · ".join(settings_parts(entry)), Qt.TextElideMode.ElideRight, width)
     if metrics.horizontalAdvance(tail) <= width:
         return [(settings, ""), ("", tail)]
     return [(f"seed {entry.request.seed}", ""), (age(entry.created_at, now), "")]
+
+
+def small_font(font: QFont) -> QFont:
+    """The rows' secondary text (settings, seed, age): smaller than the prompt."""
+    small = QFont(font)
+    small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
+    return small
 
 
 def narrow_text_width(metrics: QFontMetrics) -> int:
@@ -85,8 +81,7 @@ def narrow_text_width(metrics: QFontMetrics) -> int:
 def minimum_panel_width(panel: QWidget) -> int:
     """The history panel's narrowest: thumbnail, padding, list frame and scroll bar, margins,
     and room for a row's seed and age (see info_lines)."""
-    small = panel.historyList.font()
-    small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
+    small = small_font(panel.historyList.font())
     margins = panel.layout().contentsMargins()
     chrome = 2 * panel.historyList.frameWidth() + panel.historyList.verticalScrollBar().sizeHint().width()
     return margins.left() + margins.right() + chrome + THUMB + 3 * PADDING + narrow_text_width(QFontMetrics(small))
@@ -230,18 +225,17 @@ class HistoryDelegate(QStyledItemDelegate):
 
         # Settings, seed and age in a smaller, secondary colour, at the bottom (one line, or
         # two in a narrow row); the prompt above them gets what is left (two lines, or one).
-        small = QFont(option.font)
-        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
+        small = small_font(option.font)
         small_metrics = QFontMetrics(small)
         lines = info_lines(entry, small_metrics, text_rect.width())
 
         # Prompt: up to two lines, elided at the end.
         painter.setPen(option.palette.color(group, text_role))
         prompt = " ".join(entry.prompt.split()) or "(empty prompt)"
-        first, rest = _split_line(prompt, metrics, text_rect.width())
-        if len(lines) > 1:
-            first = metrics.elidedText(prompt, Qt.TextElideMode.ElideRight, text_rect.width())
-            rest = ""
+        if len(lines) > 1:  # the settings take two lines: the prompt gets one
+            first, rest = metrics.elidedText(prompt, Qt.TextElideMode.ElideRight, text_rect.width()), ""
+        else:
+            first, rest = _split_line(prompt, metrics, text_rect.width())
         painter.drawText(QRect(text_rect.left(), text_rect.top(), text_rect.width(), line),
                          Qt.AlignmentFlag.AlignLeft, first)
         if rest:

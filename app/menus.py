@@ -109,7 +109,7 @@ def build_menus(w: MainWindow) -> None:
     w.previewView.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
     w.previewView.addActions([w.copyImageAction, w.exportAction, w.revealAction, w.reuseSeedAction,
                               w.useAsInputAction])
-    delete_key = action("Delete Entry…", w.history_controller.delete_selected, [QKeySequence(Qt.Key.Key_Delete),
+    w.deleteKeyAction = delete_key = action("Delete Entry…", w.history_controller.delete_selected, [QKeySequence(Qt.Key.Key_Delete),
                                                              QKeySequence(Qt.Key.Key_Backspace)])
     delete_key.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
     w.historyList.addActions([w.rerunAction, w.copyPromptAction, w.useEntryAsInputAction, w.exportAction,

@@ -255,7 +255,6 @@ class ModelManagerDialog(QDialog):
         self.setWindowTitle("Models")
         self.downloads = downloads
         precision = recommended_precision()
-        self.precision = precision
         self.precisionLabel = name_widget(QLabel(f"Precision this Mac can run · {precision.reason}"), "precisionLabel",
                                           "The weight precision this Mac's memory allows")
         self.precisionLabel.setWordWrap(True)
@@ -306,9 +305,7 @@ class ModelManagerDialog(QDialog):
             self.rows[repo].on_progress(p)
 
     def _changed(self, repo: str, _detail: str) -> None:
-        if repo in self.rows:
-            self.rows[repo].refresh()
-        self.refresh(ask_hub=False)
+        self.refresh(ask_hub=False)  # every row (this one included) and the free space
 
     def _failed(self, repo: str, kind: str, message: str) -> None:
         if repo in self.rows:

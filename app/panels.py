@@ -44,9 +44,7 @@ def restore_panels(w: MainWindow) -> None:
     splitter = w.splitter
     splitter.setChildrenCollapsible(True)
     splitter.setCollapsible(splitter.indexOf(w.imagePanel), False)  # the image always stays
-    if not getattr(w, "_drag_collapse_connected", False):
-        splitter.splitterMoved.connect(lambda *_: _on_dragged(w))
-        w._drag_collapse_connected = True
+    splitter.splitterMoved.connect(lambda *_: _on_dragged(w))  # once: a window restores its panels once
     update_panel_actions(w)
 
 

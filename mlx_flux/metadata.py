@@ -67,7 +67,7 @@ def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str,
             image.save(f, format="PNG", pnginfo=info)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved image is an ordinary file
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; a saved image is an ordinary file
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -128,10 +128,12 @@ def remove_stale(folder: Path, prefix: str, suffix: str = "", age: float = STALE
             pass
 
 
-def _umask() -> int:
+def new_file_mode() -> int:
+    """What a plain open() would give a new file: 0666 less the umask (for files made with mkstemp,
+    which makes them 0600)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -283,7 +283,7 @@ def test_changing_model_reloads_with_progress_and_variant_ranges(qtbot, window, 
     assert loading, "load progress was shown"
     assert window.model_info.variant == "dev"
     assert window.stepsSlider.value() == 28 and window.stepsSlider.maximum() >= 50
-    assert window.guidanceSlider.isEnabled() and window.controls.guidanceValue.text() == "3.5"
+    assert window.guidanceSlider.isEnabled() and window.controls.guidanceValueSpin.text() == "3.5"
 
     # Dev with guidance: lower steps for speed, generate, the guidance is recorded.
     window.stepsSlider.setFocus()
@@ -659,7 +659,7 @@ def test_an_image_naming_a_hub_model_does_not_start_a_download(qtbot, window, tm
     assert drop_file(window, made)
     assert window.controls.current_model() == "black-forest-labs/FLUX.1-dev"
     assert window.stepsSlider.value() == 20 and window.guidanceSlider.isEnabled()
-    assert window.controls.guidanceValue.text() == "4.0"
+    assert window.controls.guidanceValueSpin.text() == "4.0"
     assert not window.queue.is_busy() and len(isolated) == loads  # nothing fetched yet
     status = window.modelStatusLabel.text()  # FLUX.1-dev is on this machine's disk, or not
     assert "loads on Generate" in status or status.endswith("not downloaded")
