@@ -102,8 +102,7 @@ class AutoEncoderConfig:
     @classmethod
     def from_dict(cls, config: Mapping) -> "AutoEncoderConfig":
         """From a diffusers `vae/config.json` (AutoencoderKL); unknown keys are ignored."""
-        check(config, _FIELDS, "VAE config")
-        config = {k: v for k, v in config.items() if v is not None}  # null: the default
+        config = check(config, _FIELDS, "VAE config")  # null: the default
         unsupported = {
             "act_fn": config.get("act_fn", "silu") != "silu",
             "use_quant_conv": bool(config.get("use_quant_conv", False)),

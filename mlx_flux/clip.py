@@ -57,9 +57,9 @@ class CLIPConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CLIPConfig":
         """Build from a config.json dict, ignoring keys we do not use (4.x and 5.x styles)."""
-        check(d, _FIELDS, "CLIP config")
+        d = check(d, _FIELDS, "CLIP config")
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:

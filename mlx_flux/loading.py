@@ -130,9 +130,9 @@ def _json(path: Path) -> dict | None:
 def _scheduler(path: Path) -> dict | None:
     """scheduler/scheduler_config.json of `path`, its values checked before any is used."""
     cfg = _json(path / "scheduler" / "scheduler_config.json")
-    if cfg is not None:
-        try:
-            check_scheduler_config(cfg, str(path / "scheduler" / "scheduler_config.json"))
-        except ConfigError as e:
-            raise WeightError(str(e)) from None
-    return cfg
+    if cfg is None:
+        return None
+    try:
+        return dict(check_scheduler_config(cfg, str(path / "scheduler" / "scheduler_config.json")))
+    except ConfigError as e:
+        raise WeightError(str(e)) from None

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 import mlx.core as mx
 
 from .errors import FluxError
+from .safetensors_header import DTYPE_SIZES
 from .weights import read_header, shard_files
 
 GB = 1024**3
@@ -38,8 +39,6 @@ MLX_CPU_CACHE_LIMIT = 32 * 1024**2
 # Working memory a denoising step may hold, in its largest activations (a single block's
 # qkv|mlp projection): below 2 the CPU streams starve (1.5: 1.2x slower at 1024x1024).
 STEP_HEADROOM = 2
-_ST_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-            "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
 
 
 def machine_memory() -> int:
@@ -151,7 +150,7 @@ def tensor_bytes(files: list[Path], dtype: mx.Dtype | None = None, quantize: int
     total = 0
     for f in files:
         for info in read_header(f).values():
-            n, size = prod(info["shape"]), _ST_SIZE[info["dtype"]]
+            n, size = prod(info["shape"]), DTYPE_SIZES[info["dtype"]]
             is_float = info["dtype"] in ("F64", "F32", "F16", "BF16")
             size = dtype.size if (dtype is not None and is_float) else size
             if quantize and is_float and len(info["shape"]) == 2:

@@ -8,6 +8,9 @@ import json
 import struct
 from pathlib import Path
 
+# Bytes per element of each safetensors dtype (a header names them).
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+               "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
 MAX_HEADER = 100_000_000  # bytes; a larger length field means the file is not a safetensors file
 
 

@@ -60,7 +60,7 @@ _SCHEDULER = {
 
 def check_scheduler_config(cfg: object, where: str) -> Mapping[str, Any]:
     """A scheduler_config.json's values checked once (types, finite, in range), before any use."""
-    check(cfg, _SCHEDULER, where)
+    cfg = check(cfg, _SCHEDULER, where)  # a null shift is no shift given (float(None) would fail later)
     if cfg.get("use_dynamic_shifting") and cfg.get("base_image_seq_len", 256) == cfg.get("max_image_seq_len", 4096):
         raise ConfigError(f"{where}: base_image_seq_len and max_image_seq_len must differ (the shift is a line "
                           "through both)")

@@ -41,10 +41,12 @@ class Field:
 
 def check(config: object, fields: Mapping[str, Field], where: str,
           error: type[FluxError] = ConfigError) -> Mapping[str, Any]:
-    """`config` if it is a JSON object whose `fields` have the declared types and ranges.
+    """`config`, without its null values, if it is a JSON object whose `fields` have the
+    declared types and ranges.
 
     Unknown keys are allowed (configs carry many we do not read); a field that is absent or
-    null is allowed unless required. Raises `error` naming `where` and the field.
+    null is allowed unless required, and null means absent: the result leaves it out, so a
+    reader's defaults apply. Raises `error` naming `where` and the field.
     """
     try:
         return _check(config, fields, where)
@@ -70,7 +72,7 @@ def _check(config: object, fields: Mapping[str, Field], where: str) -> Mapping[s
                 _check_value(item, field.item or object, field, f"{where}: an item of {name}")
         else:
             _check_value(value, field.type, field, f"{where}: {name}")
-    return config
+    return {key: value for key, value in config.items() if value is not None}
 
 
 def _check_value(value: Any, kind: type, field: Field, what: str) -> None:

@@ -65,9 +65,9 @@ class T5Config:
         `dense_act_fn`/`is_gated_act` are ignored on purpose: transformers re-derives both
         from `feed_forward_proj`, so that is the field that decides.
         """
-        check(d, _FIELDS, "T5 config")
+        d = check(d, _FIELDS, "T5 config")
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     def __post_init__(self) -> None:
         if self.relative_attention_max_distance <= self.relative_attention_num_buckets // 4:

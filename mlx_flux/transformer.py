@@ -104,15 +104,14 @@ class FluxConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FluxConfig":
         """From our own field names; unknown keys are ignored."""
-        check(d, _FIELDS, "transformer config")
+        d = check(d, _FIELDS, "transformer config")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
     def from_diffusers(cls, d: Mapping[str, Any]) -> "FluxConfig":
         """From a diffusers `FluxTransformer2DModel` config.json."""
-        check(d, _DIFFUSERS_FIELDS, "transformer config")
-        d = {k: v for k, v in d.items() if v is not None}  # null: the default
+        d = check(d, _DIFFUSERS_FIELDS, "transformer config")  # null: the default
         if d.get("patch_size", 1) != 1:
             raise ValueError(f"patch_size {d['patch_size']} is not supported (FLUX.1 packs patches into channels)")
         in_channels = d.get("in_channels", 64)

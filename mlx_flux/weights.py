@@ -16,7 +16,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .errors import FluxError
-from .safetensors_header import HeaderError, read_raw_header
+from .safetensors_header import DTYPE_SIZES, HeaderError, read_raw_header
 from .schema import Field, check, read_json
 
 
@@ -24,9 +24,6 @@ class WeightError(FluxError, ValueError):
     """A checkpoint is missing, corrupt or does not match the model (user-facing)."""
 
 
-_ST_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-            "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
-_ST_DTYPES = set(_ST_SIZE)
 
 
 _INDEX = {"weight_map": Field(dict)}
@@ -62,7 +59,7 @@ def read_header(path: Path) -> dict[str, dict]:
 def _valid_entry(info: object) -> bool:
     """A tensor entry: a known dtype, a shape of non-negative integers, and offsets that span
     exactly its bytes (so a tensor can neither overlap the next nor read past the file)."""
-    if not isinstance(info, dict) or info.get("dtype") not in _ST_DTYPES:
+    if not isinstance(info, dict) or info.get("dtype") not in DTYPE_SIZES:
         return False
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**40 for d in shape)):
@@ -70,7 +67,7 @@ def _valid_entry(info: object) -> bool:
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
         return False
     start, stop = offsets
-    return 0 <= start <= stop and stop - start == prod(shape) * _ST_SIZE[info["dtype"]]
+    return 0 <= start <= stop and stop - start == prod(shape) * DTYPE_SIZES[info["dtype"]]
 
 
 def shard_files(folder: Path, stem: str | None = None) -> list[Path]:

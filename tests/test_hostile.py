@@ -553,3 +553,22 @@ def test_info_into_a_closed_pipe_exits_quietly(tmp_path):
     proc.stdout.close()  # as `head -1` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and err == "", err
+
+
+def test_a_null_shift_in_the_scheduler_config_means_no_shift_given(tmp_path, tiny_schnell):
+    """"shift": null is "not given" (as every other config field's null is): the default shift,
+    not a TypeError from float(None) when the first image is made."""
+    import json
+    import shutil
+
+    from mlx_flux.loading import find_files
+    from mlx_flux.sampler import config_schedule
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_schnell, model)
+    path = model / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update(shift=None, use_dynamic_shifting=False)
+    path.write_text(json.dumps(cfg))
+    schedule = config_schedule(find_files(model).scheduler, 4, 256)
+    assert schedule == config_schedule({"use_dynamic_shifting": False}, 4, 256)
