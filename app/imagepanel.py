@@ -264,12 +264,22 @@ class ImagePanel(QWidget):
         self._phase = None
         self._ticker.stop()
 
-    def _images_left(self) -> tuple[int, int]:
-        """Images of the run not decoded yet (counting the chunk under way), and the chunk size."""
+    def _left(self, pace: float) -> float:
+        """Seconds left at `pace` (seconds a step): this chunk's steps and decode, then whatever
+        later chunks still need (steps and decodes)."""
+        step, total = self._step
         if self._batch is None:
-            return 1, 1
+            images, chunk = 1, 1
+        else:  # the images not decoded yet (counting the chunk under way), and the chunk size
+            first, last, count, _, _ = self._batch
+            images, chunk = count - first + 1, last - first + 1
+        return pace * (total - step) + self.decode_times.left(*self._size, images, chunk, pace)
+
+    def _images_text(self) -> str:
+        """'Image 3 of 8' / 'Images 3–4 of 8': the part of a batch being made (a batch only)."""
         first, last, count, _, _ = self._batch
-        return count - first + 1, last - first + 1
+        what = f"Image {first}" if first == last else f"Images {first}–{last}"
+        return f"{what} of {count}"
 
     def _show_phase(self) -> None:
         if self._phase is None:
@@ -286,17 +296,10 @@ class ImagePanel(QWidget):
         elif self._phase == "stopping":
             self.progressLabel.setText(f"Stopping… · {elapsed}")
         else:
-            step, total = self._step
-            pace = self._elapsed / step if step else 0.0
-            images, chunk = self._images_left()
-            # This chunk's decode, then whatever later chunks still need (steps and decodes).
-            left = (pace * (total - step) + self.decode_times.left(*self._size, images, chunk, pace)
-                    - in_phase)
-            text = f"Decoding… · {elapsed}"
-            if self._batch is not None:
-                first, last, count, _, _ = self._batch
-                what = f"Image {first}" if first == last else f"Images {first}–{last}"
-                text = f"{what} of {count} · decoding… · {elapsed}"
+            step = self._step[0]
+            left = self._left(self._elapsed / step if step else 0.0) - in_phase
+            text = f"Decoding… · {elapsed}" if self._batch is None else \
+                f"{self._images_text()} · decoding… · {elapsed}"
             if left >= 0.5:  # an estimate already passed is not shown
                 text += f" · about {format_duration(left)} left"
             self.progressLabel.setText(text)
@@ -316,14 +319,10 @@ class ImagePanel(QWidget):
         if self._batch is None:
             text = f"Step {step}/{total} · {format_duration(elapsed)}"
         else:
-            first, last, count, chunk_step, chunk_steps = self._batch
-            images = f"Image {first}" if first == last else f"Images {first}–{last}"
-            text = f"{images} of {count} · step {chunk_step}/{chunk_steps} · {format_duration(elapsed)}"
+            _, _, _, chunk_step, chunk_steps = self._batch
+            text = f"{self._images_text()} · step {chunk_step}/{chunk_steps} · {format_duration(elapsed)}"
         if step > 0:
-            pace = elapsed / step
-            images, chunk = self._images_left()
-            left = pace * (total - step) + self.decode_times.left(*self._size, images, chunk, pace)
-            text += f" · about {format_duration(left)} left"
+            text += f" · about {format_duration(self._left(elapsed / step))} left"
         self.progressLabel.setText(text)
 
     def show_loading(self, message: str, fraction: float) -> str:
