@@ -311,11 +311,11 @@ class Worker(QObject):
         cancelled_error = _cancelled_error()
         started_at = time.time()
         clock = _DecodeClock()
+        stop = lambda: self._is_cancelled(job.id)  # noqa: E731
         try:
             result = self._pipe.generate(job.params.request, image=_input_path(job.params),
-                                         mask=_mask_path(job.params),
-                                         callback=self._step_reporter(lambda: self._is_cancelled(job.id)),
-                                         on_phase=self._phase_reporter(lambda: self._is_cancelled(job.id), clock))
+                                         mask=_mask_path(job.params), callback=self._step_reporter(stop),
+                                         on_phase=self._phase_reporter(stop, clock))
         except cancelled_error:
             _free_memory()
             self.cancelled.emit(job.id)
@@ -354,14 +354,14 @@ class Worker(QObject):
                 continue
             ids = [job.id for job in chunk]
             clock = _DecodeClock()
+            stop = lambda: all(self._is_cancelled(i) for i in ids)  # noqa: E731 - every image of the chunk
             try:
                 results = self._pipe.generate_batch(
                     request, seeds=[job.params.seed for job in chunk],
-                    callback=self._step_reporter(lambda: all(self._is_cancelled(i) for i in ids),
-                                                 offset=k * steps, total=total, started=started_at,
+                    callback=self._step_reporter(stop, offset=k * steps, total=total, started=started_at,
                                                  images=(number[ids[0]], number[ids[-1]], len(jobs))),
                     max_batch=len(chunk), image=_input_path(run.params), mask=_mask_path(run.params),
-                    on_phase=self._phase_reporter(lambda: all(self._is_cancelled(i) for i in ids), clock),
+                    on_phase=self._phase_reporter(stop, clock),
                 )
             except cancelled_error:
                 _free_memory()
@@ -373,12 +373,12 @@ class Worker(QObject):
                 _free_memory()
                 self.failed.emit(chunk[0].id, describe_error(exc))
                 return
+            decode = clock.seconds(len(chunk))  # now: before the images are saved
             for job, result in zip(chunk, results):
                 if self._is_cancelled(job.id):  # removed while its chunk ran (or decoded): not kept
                     self.cancelled.emit(job.id)
                 else:
-                    self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at,
-                                                    clock.seconds(len(chunk))))
+                    self.finished.emit(self._finish(job, run.path_of(job), info, result, started_at, decode))
 
     def _drop_cancelled(self, jobs: list[Job]) -> list[Job]:
         """`jobs` less the cancelled ones, each of which is reported cancelled."""
@@ -475,22 +475,19 @@ class Worker(QObject):
 
 
 class _DecodeClock:
-    """When the engine said its decode began; read once the generation has returned."""
+    """When the engine said its decode began; read once, as soon as the generation has returned."""
 
     def __init__(self) -> None:
         self._started: float | None = None
-        self._ended: float | None = None
 
     def start(self) -> None:
-        self._started, self._ended = time.monotonic(), None
+        self._started = time.monotonic()
 
     def seconds(self, images: int) -> float | None:
-        """The decode's time per image (None: the engine never announced it)."""
+        """The decode's time per image so far (None: the engine never announced it)."""
         if self._started is None:
             return None
-        if self._ended is None:
-            self._ended = time.monotonic()
-        return (self._ended - self._started) / max(1, images)
+        return (time.monotonic() - self._started) / max(1, images)
 
 
 def _input_path(params: GenerationParams) -> str | None:
