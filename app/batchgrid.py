@@ -62,6 +62,7 @@ class BatchGrid(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._items: list[GridItem] = []
+        self._shape_cache: tuple[tuple, tuple[int, int]] | None = None
         self._hover = -1
         self._current = 0
         self.setMouseTracking(True)
@@ -74,6 +75,7 @@ class BatchGrid(QWidget):
     def set_items(self, items: list[GridItem], current: int = 0) -> None:
         """Show `items`; `current` is the highlighted one (the image the window's actions act on)."""
         self._items = list(items)
+        self._shape_cache = None
         self._current = min(max(0, current), max(0, len(self._items) - 1))
         self._hover = -1
         self.update()
@@ -104,10 +106,16 @@ class BatchGrid(QWidget):
         return QFontMetrics(self.font()).lineSpacing() + GAP / 2
 
     def _shape(self) -> tuple[int, int]:
-        first = next((i.image for i in self._items if not i.image.isNull()), QImage())
-        aspect = first.width() / first.height() if not first.isNull() and first.height() else 1.0
-        return grid_shape(len(self._items), self.width(), self.height() - self._header_height(), aspect,
-                          self._caption_height())
+        """(columns, rows): worked out once per set of images, size and font (every tile's
+        rectangle, in each paint and mouse move, asks)."""
+        key = (self.width(), self.height(), self.font().key())  # set_items clears it
+        if self._shape_cache is None or self._shape_cache[0] != key:
+            first = next((i.image for i in self._items if not i.image.isNull()), QImage())
+            aspect = first.width() / first.height() if not first.isNull() and first.height() else 1.0
+            shape = grid_shape(len(self._items), self.width(), self.height() - self._header_height(), aspect,
+                               self._caption_height())
+            self._shape_cache = (key, shape)
+        return self._shape_cache[1]
 
     def tile_rect(self, index: int) -> QRectF:
         """The cell of image `index` (the image and its caption under it)."""
