@@ -26,6 +26,18 @@ FILL_STRENGTH = 1.0     # diffusers' FluxFillPipeline default: the masked area s
 OUTPAINT_BORDER = (128, 128, 128)  # mid grey: the masked image holds 0 there anyway ([-1, 1] pixels x (1 - mask))
 
 
+
+def check_input(request: GenerationRequest, image: InputImage | None) -> None:
+    """The image given is the one the request names (a request that names one needs it)."""
+    if request.image is None:
+        return
+    if image is None:
+        raise InputError(f"this request starts from an input image ({request.image.width}x"
+                         f"{request.image.height}, {request.image.fingerprint}): pass it as image=")
+    if request.image.fingerprint != image.ref.fingerprint:
+        raise InputError(f"the image given ({image.ref.fingerprint}) is not the request's input image "
+                         f"({request.image.fingerprint})")
+
 def plan(request: GenerationRequest, image: InputImage | None, variant: Variant,
          model_name: str) -> tuple[int | None, int | None, tuple[int, int] | None, str]:
     """(width, height, size the model sees the input at, mode) of a checked request.
@@ -40,16 +52,11 @@ def plan(request: GenerationRequest, image: InputImage | None, variant: Variant,
     the caller's default.
     """
     width, height = request.width, request.height
+    check_input(request, image)
     if image is None:
-        if request.image is not None:
-            raise InputError(f"this request starts from an input image ({request.image.width}x"
-                             f"{request.image.height}, {request.image.fingerprint}): pass it as image=")
         if request.strength is not None:
             raise InputError("strength is for img2img: give an input image too")
         return width, height, None, TEXT_TO_IMAGE
-    if request.image is not None and request.image.fingerprint != image.ref.fingerprint:
-        raise InputError(f"the image given ({image.ref.fingerprint}) is not the request's input image "
-                         f"({request.image.fingerprint})")
     if variant.edits:
         if request.strength is not None:
             raise InputError(f"{model_name} edits its input image: it takes no strength")
@@ -148,14 +155,9 @@ def fill_plan(request: GenerationRequest, image: InputImage | None, mask: InputI
     the output's size, so width/height are not given (a re-run's recorded size, the same, is
     accepted).
     """
+    check_input(request, image)
     if image is None:
-        if request.image is not None:
-            raise InputError(f"this request starts from an input image ({request.image.width}x"
-                             f"{request.image.height}, {request.image.fingerprint}): pass it as image=")
         raise InputError(f"{model_name} repaints an input image: give image= and mask= (inpaint) or expand= (outpaint)")
-    if request.image is not None and request.image.fingerprint != image.ref.fingerprint:
-        raise InputError(f"the image given ({image.ref.fingerprint}) is not the request's input image "
-                         f"({request.image.fingerprint})")
     if request.expand is not None:
         if mask is not None:
             raise InputError("give a mask (inpaint) or expand (outpaint), not both")
